@@ -1,1 +1,12 @@
+//! kvmnet: a declarative reconcile agent for the virtual networks of a KVM host.
+//!
+//! Data flows one way: files → desired state → (with the observed state) plan
+//! → apply → report.
 
+pub mod cli;
+pub mod desired;
+pub mod diagnostic;
+pub mod load;
+pub mod locate;
+pub mod model;
+pub mod validate;

@@ -1,0 +1,188 @@
+//! The command line: options of design §3 and the subcommands.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::desired::DesiredState;
+use crate::diagnostic::Diagnostic;
+use crate::load::{self, FileLoad, Format};
+use crate::model::HumanDuration;
+
+/// Declarative reconcile agent for the virtual networks of a KVM host.
+#[derive(Debug, Parser)]
+#[command(name = "kvmnet-agent", version, about, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalOptions {
+    /// Directory of desired-state files (*.toml, *.yaml, *.yml).
+    #[arg(
+        long,
+        global = true,
+        env = "KVMNET_CONFIG_DIR",
+        default_value = "/etc/kvmnet/networks.d"
+    )]
+    pub config_dir: PathBuf,
+    /// Persistent state (DHCP leases, last applied files).
+    #[arg(
+        long,
+        global = true,
+        env = "KVMNET_STATE_DIR",
+        default_value = "/var/lib/kvmnet"
+    )]
+    pub state_dir: PathBuf,
+    /// Runtime files (dnsmasq configs and pids, status).
+    #[arg(
+        long,
+        global = true,
+        env = "KVMNET_RUN_DIR",
+        default_value = "/run/kvmnet"
+    )]
+    pub run_dir: PathBuf,
+    /// Time between two full passes of the daemon (e.g. 30s, 5m).
+    #[arg(long, global = true, default_value = "30s")]
+    pub interval: HumanDuration,
+    /// Format of reports on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Format of log lines on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub log_format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and validate files or directories (default: the config directory).
+    /// Exit 0 when valid, 1 otherwise. Ansible: validate: "kvmnet-agent validate %s".
+    Validate {
+        /// Files or directories; a file's format comes from its extension,
+        /// else from --format, else from its contents.
+        paths: Vec<PathBuf>,
+        /// Format of files whose extension does not say.
+        #[arg(long, value_enum)]
+        format: Option<FileFormat>,
+    },
+    /// Print the JSON Schema of the desired-state files.
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FileFormat {
+    Toml,
+    Yaml,
+}
+
+impl From<FileFormat> for Format {
+    fn from(f: FileFormat) -> Format {
+        match f {
+            FileFormat::Toml => Format::Toml,
+            FileFormat::Yaml => Format::Yaml,
+        }
+    }
+}
+
+/// Runs the command line; the exit code follows design §3.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Some(Command::Validate { paths, format }) => {
+            let paths = if paths.is_empty() {
+                vec![cli.global.config_dir.clone()]
+            } else {
+                paths
+            };
+            validate_command(&paths, format.map(Format::from), cli.global.output)
+        }
+        Some(Command::Schema) => {
+            print!("{}", crate::model::json_schema());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(2),
+    }
+}
+
+/// Loads the given files and directories; an unreadable directory becomes a
+/// diagnostic of its own.
+fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
+    let mut loads = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match load::config_files(path) {
+                Ok(files) => loads.extend(files.iter().map(|f| load::load_file(f, format))),
+                Err(e) => loads.push(FileLoad {
+                    path: path.clone(),
+                    result: Err(vec![Diagnostic::file_level(path, e.to_string())]),
+                }),
+            }
+        } else {
+            loads.push(load::load_file(path, format));
+        }
+    }
+    loads
+}
+
+#[derive(Serialize)]
+struct ValidateReport<'a> {
+    valid: bool,
+    networks: Vec<&'a str>,
+    errors: Vec<&'a Diagnostic>,
+}
+
+fn validate_command(paths: &[PathBuf], format: Option<Format>, output: OutputFormat) -> ExitCode {
+    let loads = load_paths(paths, format);
+    let files = loads.len();
+    let state = DesiredState::from_loads(loads);
+    let errors: Vec<&Diagnostic> = state.diagnostics().collect();
+    let valid = errors.is_empty();
+    match output {
+        OutputFormat::Json => {
+            let report = ValidateReport {
+                valid,
+                networks: state.networks.keys().map(String::as_str).collect(),
+                errors,
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serializes")
+            );
+        }
+        OutputFormat::Text => {
+            let mut stderr = std::io::stderr().lock();
+            for d in &errors {
+                let _ = writeln!(stderr, "{d}");
+            }
+            if valid {
+                println!(
+                    "ok: {} network(s) in {files} file(s) are valid",
+                    state.networks.len()
+                );
+            } else {
+                let _ = writeln!(
+                    stderr,
+                    "{} error(s) in {} of {files} file(s)",
+                    errors.len(),
+                    state.rejected.len()
+                );
+            }
+        }
+    }
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
