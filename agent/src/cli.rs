@@ -11,11 +11,20 @@ use crate::desired::DesiredState;
 use crate::diagnostic::Diagnostic;
 use crate::load::{self, FileLoad, Format};
 use crate::model::HumanDuration;
+use crate::reconcile::Reconciler;
+use crate::report::PassKind;
+use crate::show;
 
 /// Declarative reconcile agent for the virtual networks of a KVM host.
 #[derive(Debug, Parser)]
 #[command(name = "kvmnet-agent", version, about, arg_required_else_help = true)]
 pub struct Cli {
+    /// Converge once, print the report; exit 0 when converged, 1 otherwise.
+    #[arg(long, conflicts_with = "check")]
+    pub once: bool,
+    /// Drift audit that changes nothing; exit 0 in sync, 2 on drift, 1 on error.
+    #[arg(long)]
+    pub check: bool,
     #[command(flatten)]
     pub global: GlobalOptions,
     #[command(subcommand)]
@@ -79,6 +88,11 @@ pub enum Command {
     },
     /// Print the JSON Schema of the desired-state files.
     Schema,
+    /// Desired against observed, per network.
+    Show {
+        /// Only this network.
+        network: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,6 +112,18 @@ impl From<FileFormat> for Format {
 
 /// Runs the command line; the exit code follows design §3.
 pub fn run(cli: Cli) -> ExitCode {
+    if cli.once || cli.check {
+        if let Some(command) = &cli.command {
+            eprintln!("error: --once and --check do not take a subcommand ({command:?})");
+            return ExitCode::from(2);
+        }
+        let kind = if cli.once {
+            PassKind::Converge
+        } else {
+            PassKind::Check
+        };
+        return block_on(pass_command(&cli.global, kind));
+    }
     match cli.command {
         Some(Command::Validate { paths, format }) => {
             let paths = if paths.is_empty() {
@@ -108,11 +134,101 @@ pub fn run(cli: Cli) -> ExitCode {
             validate_command(&paths, format.map(Format::from), cli.global.output)
         }
         Some(Command::Schema) => {
-            print!("{}", crate::model::json_schema());
+            out(&crate::model::json_schema());
             ExitCode::SUCCESS
         }
+        Some(Command::Show { network }) => block_on(show_command(&cli.global, network.as_deref())),
         None => ExitCode::from(2),
     }
+}
+
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(f),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The desired state of the config directory. A directory that cannot be
+/// read is an error that stops the command: never "no networks, delete all".
+fn load_desired(global: &GlobalOptions) -> Result<DesiredState, String> {
+    let loads = load::load_dir(&global.config_dir).map_err(|e| e.to_string())?;
+    Ok(DesiredState::from_loads(loads))
+}
+
+async fn pass_command(global: &GlobalOptions, kind: PassKind) -> ExitCode {
+    let desired = match load_desired(global) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = async {
+        let reconciler = Reconciler::connect()?;
+        match kind {
+            PassKind::Check => reconciler.check(&desired).await,
+            PassKind::Converge => reconciler.converge(&desired).await,
+        }
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            match global.output {
+                OutputFormat::Json => out(&(report.to_json() + "\n")),
+                OutputFormat::Text => out(&report.to_text()),
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn show_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode {
+    let desired = match load_desired(global) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let observed = match Reconciler::connect() {
+        Ok(r) => r.observe(&desired).await,
+        Err(e) => Err(e),
+    };
+    let observed = match observed {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let views = show::views(&desired, &observed, network);
+    if let Some(name) = network {
+        if views.is_empty() {
+            eprintln!(
+                "error: no network named {name:?} in {}",
+                global.config_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    match global.output {
+        OutputFormat::Json => {
+            out(&(serde_json::to_string_pretty(&views).expect("views serialize") + "\n"))
+        }
+        OutputFormat::Text => out(&show::to_text(&views)),
+    }
+    ExitCode::SUCCESS
 }
 
 /// Loads the given files and directories; an unreadable directory becomes a
@@ -185,4 +301,9 @@ fn validate_command(paths: &[PathBuf], format: Option<Format>, output: OutputFor
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

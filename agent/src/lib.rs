@@ -3,10 +3,17 @@
 //! Data flows one way: files → desired state → (with the observed state) plan
 //! → apply → report.
 
+pub mod apply;
 pub mod cli;
 pub mod desired;
 pub mod diagnostic;
+pub mod kernel;
 pub mod load;
 pub mod locate;
 pub mod model;
+pub mod observe;
+pub mod plan;
+pub mod reconcile;
+pub mod report;
+pub mod show;
 pub mod validate;

@@ -104,7 +104,8 @@ pub struct BridgeConfig {
     /// Spanning tree protocol.
     #[serde(default = "default_true")]
     pub stp: bool,
-    /// STP forward delay (e.g. "2s"), at most 30s.
+    /// STP forward delay (e.g. "2s"), at most 30s. With STP on the kernel
+    /// holds it between 2s and 30s, so "0s" means 2s there.
     #[serde(default)]
     pub delay: HumanDuration,
     /// MTU of the bridge (and the MTU DHCP announces).

@@ -1,0 +1,166 @@
+//! Apply: carries out a plan's steps against the kernel, in order. A failed
+//! step skips the rest of its network's steps; other networks go on.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::kernel::sysctl::{Sysctl, Sysctls};
+use crate::kernel::{KernelError, LinkRef, Netlink, RouteSpec, Snapshot};
+use crate::plan::{Action, Step};
+
+/// What became of one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", content = "error", rename_all = "lowercase")]
+pub enum StepResult {
+    Done,
+    Failed(String),
+    /// Not tried, because an earlier step of the same network failed.
+    Skipped(String),
+}
+
+/// A repair and its result. Made by kernel steps here, and by the firewall
+/// and DHCP subsystems alike.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The network served; `None` for host-wide repairs.
+    #[serde(skip)]
+    pub network: Option<String>,
+    pub action: String,
+    #[serde(flatten)]
+    pub result: StepResult,
+}
+
+/// Runs `steps` against the namespace observed in `snapshot`.
+pub async fn apply(
+    netlink: &Netlink,
+    sysctls: &Sysctls,
+    snapshot: &Snapshot,
+    steps: &[Step],
+) -> Vec<Outcome> {
+    let mut indexes: HashMap<String, u32> = snapshot
+        .links
+        .iter()
+        .map(|l| (l.name.clone(), l.index))
+        .collect();
+    let mut failed: BTreeSet<Option<String>> = BTreeSet::new();
+    let mut outcomes = Vec::with_capacity(steps.len());
+    for step in steps {
+        let result = if failed.contains(&step.network) && step.network.is_some() {
+            StepResult::Skipped("an earlier step of this network failed".into())
+        } else {
+            match run(netlink, sysctls, &mut indexes, &step.action).await {
+                Ok(()) => StepResult::Done,
+                Err(e) => {
+                    failed.insert(step.network.clone());
+                    StepResult::Failed(e.to_string())
+                }
+            }
+        };
+        outcomes.push(Outcome {
+            network: step.network.clone(),
+            action: step.action.to_string(),
+            result,
+        });
+    }
+    outcomes
+}
+
+fn link<'a>(indexes: &HashMap<String, u32>, name: &'a str) -> Result<LinkRef<'a>, KernelError> {
+    match indexes.get(name) {
+        Some(&index) => Ok(LinkRef { index, name }),
+        None => Err(KernelError::Invalid {
+            op: format!("find link {name}"),
+            reason: "no such link".into(),
+        }),
+    }
+}
+
+async fn run(
+    netlink: &Netlink,
+    sysctls: &Sysctls,
+    indexes: &mut HashMap<String, u32>,
+    action: &Action,
+) -> Result<(), KernelError> {
+    match action {
+        Action::CreateBridge {
+            name,
+            alias,
+            settings,
+        } => {
+            let index = netlink.create_bridge(name, alias, settings).await?;
+            indexes.insert(name.clone(), index);
+            Ok(())
+        }
+        Action::SetBridge {
+            link: l,
+            current,
+            wanted,
+        } => netlink.set_bridge(link(indexes, l)?, current, wanted).await,
+        Action::SetMtu { link: l, mtu } => netlink.set_mtu(link(indexes, l)?, *mtu).await,
+        Action::SetMac { link: l, mac } => netlink.set_mac(link(indexes, l)?, mac.0).await,
+        Action::SetUp { link: l } => netlink.set_up(link(indexes, l)?, true).await,
+        Action::DeleteLink { link: l } => {
+            netlink.delete_link(link(indexes, l)?).await?;
+            indexes.remove(l);
+            Ok(())
+        }
+        Action::AddAddress {
+            link: l,
+            address,
+            prefix_len,
+        } => {
+            netlink
+                .add_address(link(indexes, l)?, *address, *prefix_len)
+                .await
+        }
+        Action::DeleteAddress {
+            link: l,
+            address,
+            prefix_len,
+        } => {
+            netlink
+                .delete_address(link(indexes, l)?, *address, *prefix_len)
+                .await
+        }
+        Action::AddRoute { link: l, route } => {
+            let spec = RouteSpec {
+                destination: route.destination,
+                gateway: Some(route.gateway),
+                oif: Some(link(indexes, l)?.index),
+                metric: Some(route.metric),
+            };
+            netlink.add_route(&spec).await
+        }
+        Action::DeleteRoute {
+            link: l,
+            destination,
+            gateway,
+            metric,
+        } => {
+            let oif = match l {
+                Some(l) => Some(link(indexes, l)?.index),
+                None => None,
+            };
+            let spec = RouteSpec {
+                destination: *destination,
+                gateway: *gateway,
+                oif,
+                metric: Some(*metric),
+            };
+            netlink.delete_route(&spec).await
+        }
+        Action::SetSysctl { key, value } => match sysctls.write(key, *value) {
+            // IPv6 disabled on the host: a bridge without IPv6 is what was wanted.
+            Err(KernelError::Unavailable { .. }) if ipv6_off_is_fine(key, *value) => Ok(()),
+            result => result,
+        },
+    }
+}
+
+fn ipv6_off_is_fine(key: &Sysctl, value: u32) -> bool {
+    matches!(
+        (key, value),
+        (Sysctl::DisableIpv6(_), 1) | (Sysctl::AcceptRa(_), 0)
+    )
+}

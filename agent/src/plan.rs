@@ -1,0 +1,845 @@
+//! Diff and plan: a pure function of the desired and the observed state that
+//! yields the drift (what differs, where, wanted, found) and the ordered steps
+//! that repair it. No I/O here: every rule is unit-tested without root.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::desired::{DesiredNetwork, DesiredState};
+use crate::kernel::sysctl::Sysctl;
+use crate::kernel::{BridgeAttrs, BridgeSettings, Link, Snapshot, RTPROT_KVMNET, RT_TABLE_MAIN};
+use crate::model::{MacAddr, Mode};
+use crate::observe::Observed;
+
+/// The alias prefix that marks a link as kvmnet's: `kvmnet:<network>`.
+pub const ALIAS_PREFIX: &str = "kvmnet:";
+
+pub fn owner_alias(network: &str) -> String {
+    format!("{ALIAS_PREFIX}{network}")
+}
+
+/// The network a link belongs to, if kvmnet owns it.
+pub fn link_owner(link: &Link) -> Option<&str> {
+    link.alias.as_deref()?.strip_prefix(ALIAS_PREFIX)
+}
+
+/// What kind of object drifted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resource {
+    Bridge,
+    Address,
+    Route,
+    Sysctl,
+    Firewall,
+    Dnsmasq,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Bridge => "bridge",
+            Resource::Address => "address",
+            Resource::Route => "route",
+            Resource::Sysctl => "sysctl",
+            Resource::Firewall => "firewall",
+            Resource::Dnsmasq => "dnsmasq",
+        })
+    }
+}
+
+/// How an object differs: missing (+), extra (-) or changed (~).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Missing,
+    Extra,
+    Changed,
+}
+
+impl Change {
+    pub fn sign(self) -> char {
+        match self {
+            Change::Missing => '+',
+            Change::Extra => '-',
+            Change::Changed => '~',
+        }
+    }
+}
+
+/// One difference between desired and observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// The network it belongs to; `None` for host-wide settings (ip_forward).
+    pub network: Option<String>,
+    pub resource: Resource,
+    /// The object: "virbr-nat", "192.168.10.1/24 on virbr-nat", "net.ipv4.ip_forward".
+    pub object: String,
+    pub change: Change,
+    /// The attribute that differs, for changed objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wanted: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            self.change.sign(),
+            self.resource,
+            self.object
+        )?;
+        if let Some(field) = &self.field {
+            write!(f, " {field}")?;
+        }
+        match (&self.wanted, &self.found, self.change) {
+            (Some(w), Some(found), _) => write!(f, ": wanted {w}, found {found}"),
+            (_, _, Change::Missing) => write!(f, ": missing"),
+            (_, _, Change::Extra) => write!(f, ": not in the desired state"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A route kvmnet wants on a network's bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedRoute {
+    pub destination: IpNet,
+    pub gateway: IpAddr,
+    /// Normalised as the kernel reports it: 0 (IPv4) or 1024 (IPv6) when unset.
+    pub metric: u32,
+}
+
+/// One repair. Links are named, not indexed: a bridge created by an earlier
+/// step has no index at plan time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    CreateBridge {
+        name: String,
+        alias: String,
+        settings: BridgeSettings,
+    },
+    SetBridge {
+        link: String,
+        current: BridgeAttrs,
+        wanted: BridgeAttrs,
+    },
+    SetMtu {
+        link: String,
+        mtu: u32,
+    },
+    SetMac {
+        link: String,
+        mac: MacAddr,
+    },
+    SetUp {
+        link: String,
+    },
+    DeleteLink {
+        link: String,
+    },
+    AddAddress {
+        link: String,
+        address: IpAddr,
+        prefix_len: u8,
+    },
+    DeleteAddress {
+        link: String,
+        address: IpAddr,
+        prefix_len: u8,
+    },
+    AddRoute {
+        link: String,
+        route: WantedRoute,
+    },
+    DeleteRoute {
+        link: Option<String>,
+        destination: IpNet,
+        gateway: Option<IpAddr>,
+        metric: u32,
+    },
+    SetSysctl {
+        key: Sysctl,
+        value: u32,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CreateBridge { name, .. } => write!(f, "create bridge {name}"),
+            Action::SetBridge { link, wanted, .. } => write!(
+                f,
+                "set STP {} and forward delay {}s on {link}",
+                if wanted.stp { "on" } else { "off" },
+                f64::from(wanted.forward_delay_cs) / 100.0
+            ),
+            Action::SetMtu { link, mtu } => write!(f, "set MTU {mtu} on {link}"),
+            Action::SetMac { link, mac } => write!(f, "set MAC {mac} on {link}"),
+            Action::SetUp { link } => write!(f, "bring {link} up"),
+            Action::DeleteLink { link } => write!(f, "delete link {link}"),
+            Action::AddAddress {
+                link,
+                address,
+                prefix_len,
+            } => write!(f, "add address {address}/{prefix_len} to {link}"),
+            Action::DeleteAddress {
+                link,
+                address,
+                prefix_len,
+            } => write!(f, "delete address {address}/{prefix_len} from {link}"),
+            Action::AddRoute { link, route } => {
+                write!(
+                    f,
+                    "add route {} via {} dev {link} metric {}",
+                    route.destination, route.gateway, route.metric
+                )
+            }
+            Action::DeleteRoute {
+                link,
+                destination,
+                gateway,
+                metric,
+            } => {
+                write!(f, "delete route {destination}")?;
+                if let Some(gw) = gateway {
+                    write!(f, " via {gw}")?;
+                }
+                if let Some(link) = link {
+                    write!(f, " dev {link}")?;
+                }
+                write!(f, " metric {metric}")
+            }
+            Action::SetSysctl { key, value } => write!(f, "set {key} = {value}"),
+        }
+    }
+}
+
+/// An action and the network it serves (`None`: host-wide).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub network: Option<String>,
+    pub action: Action,
+}
+
+/// A network that cannot be converged, and why. Its objects are left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub network: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub drift: Vec<Drift>,
+    pub steps: Vec<Step>,
+    pub failures: Vec<Failure>,
+}
+
+/// Options of a plan.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    /// Remove what kvmnet owns for networks no longer in the files. Off when
+    /// some file was rejected: its networks must keep running.
+    pub prune: bool,
+}
+
+/// Diffs `desired` against `observed` and plans the repairs: removals of
+/// networks that left the files first (a renamed network may reuse their
+/// bridge name), then each desired network, then host-wide settings.
+pub fn plan(desired: &DesiredState, observed: &Observed, options: PlanOptions) -> Plan {
+    let mut p = Planner {
+        plan: Plan::default(),
+        observed,
+    };
+    let removed = p.plan_removals(desired, options);
+    for network in desired.networks.values() {
+        p.plan_network(network, &removed);
+    }
+    p.plan_host(desired);
+    p.plan
+}
+
+struct Planner<'a> {
+    plan: Plan,
+    observed: &'a Observed,
+}
+
+impl Planner<'_> {
+    fn snapshot(&self) -> &Snapshot {
+        &self.observed.kernel
+    }
+
+    fn drift(
+        &mut self,
+        network: Option<&str>,
+        resource: Resource,
+        object: String,
+        change: Change,
+    ) -> &mut Drift {
+        self.plan.drift.push(Drift {
+            network: network.map(str::to_string),
+            resource,
+            object,
+            change,
+            field: None,
+            wanted: None,
+            found: None,
+        });
+        self.plan.drift.last_mut().expect("just pushed")
+    }
+
+    fn changed(
+        &mut self,
+        network: &str,
+        resource: Resource,
+        object: &str,
+        field: &str,
+        wanted: String,
+        found: String,
+    ) {
+        let d = self.drift(Some(network), resource, object.to_string(), Change::Changed);
+        d.field = Some(field.to_string());
+        d.wanted = Some(wanted);
+        d.found = Some(found);
+    }
+
+    fn step(&mut self, network: Option<&str>, action: Action) {
+        self.plan.steps.push(Step {
+            network: network.map(str::to_string),
+            action,
+        });
+    }
+
+    fn fail(&mut self, network: &str, message: String) {
+        self.plan.failures.push(Failure {
+            network: network.to_string(),
+            message,
+        });
+    }
+
+    /// Owned links and routes of networks that are no longer desired.
+    /// Returns the names of the links that will be deleted.
+    fn plan_removals(&mut self, desired: &DesiredState, options: PlanOptions) -> BTreeSet<String> {
+        let mut removed = BTreeSet::new();
+        let snapshot = self.snapshot();
+        let stale: Vec<(String, String)> = snapshot
+            .links
+            .iter()
+            .filter_map(|l| link_owner(l).map(|owner| (owner.to_string(), l.name.clone())))
+            .filter(|(owner, name)| {
+                desired
+                    .networks
+                    .get(owner)
+                    .is_none_or(|n| n.bridge != *name)
+            })
+            .collect();
+        if !options.prune {
+            return removed;
+        }
+        for (owner, name) in stale {
+            self.drift(Some(&owner), Resource::Bridge, name.clone(), Change::Extra);
+            self.step(Some(&owner), Action::DeleteLink { link: name.clone() });
+            removed.insert(name);
+        }
+        // Our routes on links that stay, or on no link, that no network wants.
+        let wanted: Vec<(String, WantedRoute)> = desired
+            .networks
+            .values()
+            .flat_map(|n| wanted_routes(n).into_iter().map(|r| (n.bridge.clone(), r)))
+            .collect();
+        let snapshot = self.snapshot();
+        let mut extra = Vec::new();
+        for route in snapshot
+            .routes
+            .iter()
+            .filter(|r| r.protocol == RTPROT_KVMNET && r.table == RT_TABLE_MAIN)
+        {
+            let link = route
+                .oif
+                .and_then(|i| snapshot.link_by_index(i))
+                .map(|l| l.name.clone());
+            if link.as_ref().is_some_and(|l| removed.contains(l)) {
+                continue;
+            }
+            let is_wanted = wanted.iter().any(|(bridge, w)| {
+                link.as_deref() == Some(bridge.as_str())
+                    && w.destination == route.destination
+                    && Some(w.gateway) == route.gateway
+                    && w.metric == route.metric
+            });
+            if !is_wanted {
+                extra.push((link, route.destination, route.gateway, route.metric));
+            }
+        }
+        for (link, destination, gateway, metric) in extra {
+            // A route of a network still desired is reported under it.
+            let owner = link.as_deref().and_then(|l| {
+                desired
+                    .networks
+                    .values()
+                    .find(|n| n.bridge == l)
+                    .map(|n| n.name.clone())
+            });
+            let object = route_object(destination, gateway, link.as_deref());
+            self.drift(owner.as_deref(), Resource::Route, object, Change::Extra);
+            self.step(
+                owner.as_deref(),
+                Action::DeleteRoute {
+                    link,
+                    destination,
+                    gateway,
+                    metric,
+                },
+            );
+        }
+        removed
+    }
+
+    fn plan_network(&mut self, net: &DesiredNetwork, removed: &BTreeSet<String>) {
+        let name = net.name.as_str();
+        if net.spec.mode == Mode::Bridge && net.spec.uplink.is_some() {
+            self.fail(name, format!(
+                "enslaving uplink {} into {} is not supported by this version; remove uplink to create {} without ports",
+                net.spec.uplink.as_deref().unwrap_or_default(), net.bridge, net.bridge
+            ));
+            return;
+        }
+        if let Some(message) = self.subnet_in_use(net) {
+            self.fail(name, message);
+            return;
+        }
+        let wanted_attrs = BridgeAttrs {
+            stp: net.spec.bridge.stp,
+            forward_delay_cs: forward_delay_cs(net),
+        };
+        let existing = self.snapshot().link_by_name(&net.bridge).cloned();
+        let link = match existing {
+            Some(link) if removed.contains(&link.name) => None,
+            Some(link) => match link_owner(&link) {
+                Some(owner) if owner == name && link.kind.as_deref() == Some("bridge") => {
+                    Some(link)
+                }
+                Some(owner) if owner == name => {
+                    let kind = link.kind.as_deref().unwrap_or("device");
+                    self.changed(
+                        name,
+                        Resource::Bridge,
+                        &net.bridge,
+                        "kind",
+                        "bridge".into(),
+                        kind.into(),
+                    );
+                    self.step(
+                        Some(name),
+                        Action::DeleteLink {
+                            link: net.bridge.clone(),
+                        },
+                    );
+                    None
+                }
+                Some(owner) => {
+                    self.fail(name, format!(
+                        "bridge name {} is taken by network {owner:?}, which kvmnet still runs (its file was rejected?)",
+                        net.bridge
+                    ));
+                    return;
+                }
+                None => {
+                    let kind = link.kind.as_deref().unwrap_or("device");
+                    self.fail(name, format!(
+                        "bridge name {} is taken by a {kind} kvmnet does not own; rename the bridge (bridge.name) or remove that link",
+                        net.bridge
+                    ));
+                    return;
+                }
+            },
+            None => None,
+        };
+
+        match &link {
+            None => {
+                self.drift(
+                    Some(name),
+                    Resource::Bridge,
+                    net.bridge.clone(),
+                    Change::Missing,
+                );
+                let settings = BridgeSettings {
+                    stp: wanted_attrs.stp,
+                    forward_delay_cs: wanted_attrs.forward_delay_cs,
+                    mtu: net.spec.bridge.mtu,
+                    mac: Some(net.mac.0),
+                };
+                self.step(
+                    Some(name),
+                    Action::CreateBridge {
+                        name: net.bridge.clone(),
+                        alias: owner_alias(name),
+                        settings,
+                    },
+                );
+            }
+            Some(link) => self.plan_bridge_attrs(net, link, wanted_attrs),
+        }
+        self.plan_bridge_sysctls(net, link.is_some());
+        if link.as_ref().is_none_or(|l| !l.admin_up) {
+            if link.is_some() {
+                self.changed(
+                    name,
+                    Resource::Bridge,
+                    &net.bridge,
+                    "state",
+                    "up".into(),
+                    "down".into(),
+                );
+            }
+            self.step(
+                Some(name),
+                Action::SetUp {
+                    link: net.bridge.clone(),
+                },
+            );
+        }
+        self.plan_addresses(net, link.as_ref());
+        self.plan_routes(net, link.as_ref());
+    }
+
+    fn plan_bridge_attrs(&mut self, net: &DesiredNetwork, link: &Link, wanted: BridgeAttrs) {
+        let name = net.name.as_str();
+        let bridge = net.bridge.as_str();
+        let current = link.bridge.unwrap_or(BridgeAttrs {
+            stp: false,
+            forward_delay_cs: 0,
+        });
+        if current != wanted {
+            if current.stp != wanted.stp {
+                self.changed(
+                    name,
+                    Resource::Bridge,
+                    bridge,
+                    "stp",
+                    on_off(wanted.stp),
+                    on_off(current.stp),
+                );
+            }
+            if current.forward_delay_cs != wanted.forward_delay_cs {
+                self.changed(
+                    name,
+                    Resource::Bridge,
+                    bridge,
+                    "delay",
+                    centis(wanted.forward_delay_cs),
+                    centis(current.forward_delay_cs),
+                );
+            }
+            self.step(
+                Some(name),
+                Action::SetBridge {
+                    link: bridge.to_string(),
+                    current,
+                    wanted,
+                },
+            );
+        }
+        if let Some(mtu) = net.spec.bridge.mtu {
+            if link.mtu != mtu {
+                self.changed(
+                    name,
+                    Resource::Bridge,
+                    bridge,
+                    "mtu",
+                    mtu.to_string(),
+                    link.mtu.to_string(),
+                );
+                self.step(
+                    Some(name),
+                    Action::SetMtu {
+                        link: bridge.to_string(),
+                        mtu,
+                    },
+                );
+            }
+        }
+        if link.mac != Some(net.mac.0) {
+            let found = link
+                .mac
+                .map_or("none".to_string(), |m| MacAddr(m).to_string());
+            self.changed(
+                name,
+                Resource::Bridge,
+                bridge,
+                "mac",
+                net.mac.to_string(),
+                found,
+            );
+            self.step(
+                Some(name),
+                Action::SetMac {
+                    link: bridge.to_string(),
+                    mac: net.mac,
+                },
+            );
+        }
+    }
+
+    /// IPv6 off on bridges without IPv6 (no link-local address, no RA
+    /// listening); router advertisements ignored on bridges with IPv6, where
+    /// the host is the router.
+    fn plan_bridge_sysctls(&mut self, net: &DesiredNetwork, exists: bool) {
+        if net.spec.mode == Mode::Bridge {
+            return;
+        }
+        let has_v6 = net.spec.ip.iter().any(|ip| ip.address.0.addr().is_ipv6());
+        let mut wanted = vec![(Sysctl::DisableIpv6(net.bridge.clone()), u32::from(!has_v6))];
+        if has_v6 {
+            wanted.push((Sysctl::AcceptRa(net.bridge.clone()), 0));
+        }
+        for (key, value) in wanted {
+            if !exists {
+                // A bridge about to be created starts with the kernel's defaults.
+                self.step(Some(&net.name), Action::SetSysctl { key, value });
+                continue;
+            }
+            let found = self.observed.sysctls.get(&key).copied().flatten();
+            if found.is_none() {
+                // IPv6 disabled on the host: nothing to set.
+                continue;
+            }
+            if found != Some(value) {
+                let object = key.to_string();
+                self.changed(
+                    &net.name,
+                    Resource::Sysctl,
+                    &object,
+                    "value",
+                    value.to_string(),
+                    show(found),
+                );
+                self.step(Some(&net.name), Action::SetSysctl { key, value });
+            }
+        }
+    }
+
+    fn plan_addresses(&mut self, net: &DesiredNetwork, link: Option<&Link>) {
+        let name = net.name.as_str();
+        let wanted: Vec<(IpAddr, u8)> = net
+            .spec
+            .ip
+            .iter()
+            .map(|ip| (ip.address.0.addr(), ip.address.0.prefix_len()))
+            .collect();
+        let found: Vec<(IpAddr, u8)> = match link {
+            Some(link) => self
+                .snapshot()
+                .addresses_of(link.index)
+                .filter(|a| !is_ipv6_link_local(a.address))
+                .map(|a| (a.address, a.prefix_len))
+                .collect(),
+            None => Vec::new(),
+        };
+        for &(address, prefix_len) in found.iter().filter(|a| !wanted.contains(a)) {
+            let object = format!("{address}/{prefix_len} on {}", net.bridge);
+            self.drift(Some(name), Resource::Address, object, Change::Extra);
+            self.step(
+                Some(name),
+                Action::DeleteAddress {
+                    link: net.bridge.clone(),
+                    address,
+                    prefix_len,
+                },
+            );
+        }
+        for &(address, prefix_len) in wanted.iter().filter(|a| !found.contains(a)) {
+            if link.is_some() {
+                let object = format!("{address}/{prefix_len} on {}", net.bridge);
+                self.drift(Some(name), Resource::Address, object, Change::Missing);
+            }
+            self.step(
+                Some(name),
+                Action::AddAddress {
+                    link: net.bridge.clone(),
+                    address,
+                    prefix_len,
+                },
+            );
+        }
+    }
+
+    fn plan_routes(&mut self, net: &DesiredNetwork, link: Option<&Link>) {
+        let snapshot = self.snapshot();
+        let missing: Vec<WantedRoute> = wanted_routes(net)
+            .into_iter()
+            .filter(|w| {
+                !link.is_some_and(|link| {
+                    snapshot.routes.iter().any(|r| {
+                        r.protocol == RTPROT_KVMNET
+                            && r.table == RT_TABLE_MAIN
+                            && r.oif == Some(link.index)
+                            && r.destination == w.destination
+                            && r.gateway == Some(w.gateway)
+                            && r.metric == w.metric
+                    })
+                })
+            })
+            .collect();
+        for route in missing {
+            if link.is_some() {
+                let object =
+                    route_object(route.destination, Some(route.gateway), Some(&net.bridge));
+                self.drift(Some(&net.name), Resource::Route, object, Change::Missing);
+            }
+            self.step(
+                Some(&net.name),
+                Action::AddRoute {
+                    link: net.bridge.clone(),
+                    route,
+                },
+            );
+        }
+    }
+
+    /// libvirt's check: a subnet that a link kvmnet does not own already
+    /// routes (a LAN on eno1, a VPN) would make the network unreachable or
+    /// hijack that traffic.
+    fn subnet_in_use(&self, net: &DesiredNetwork) -> Option<String> {
+        let snapshot = self.snapshot();
+        for ip in &net.spec.ip {
+            let subnet = ip.address.0.trunc();
+            for route in &snapshot.routes {
+                if route.table != RT_TABLE_MAIN || route.destination.prefix_len() == 0 {
+                    continue;
+                }
+                let Some(link) = route.oif.and_then(|i| snapshot.link_by_index(i)) else {
+                    continue;
+                };
+                if link_owner(link).is_some() {
+                    continue;
+                }
+                let d = route.destination;
+                if d.contains(&subnet.network()) || subnet.contains(&d.network()) {
+                    return Some(format!(
+                        "{subnet} is already in use by {} (route {d})",
+                        link.name
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// ip_forward for nat and route networks (IPv6 forwarding when one of
+    /// them has IPv6). Never turned off: other software may rely on it.
+    fn plan_host(&mut self, desired: &DesiredState) {
+        let failed: BTreeSet<&str> = self
+            .plan
+            .failures
+            .iter()
+            .map(|f| f.network.as_str())
+            .collect();
+        let forwarding: Vec<&DesiredNetwork> = desired
+            .networks
+            .values()
+            .filter(|n| n.spec.mode.forwards() && !failed.contains(n.name.as_str()))
+            .collect();
+        let mut wanted = Vec::new();
+        if !forwarding.is_empty() {
+            wanted.push(Sysctl::IpForward);
+        }
+        if forwarding
+            .iter()
+            .any(|n| n.spec.ip.iter().any(|ip| ip.address.0.addr().is_ipv6()))
+        {
+            wanted.push(Sysctl::Ipv6Forwarding);
+        }
+        for key in wanted {
+            let found = self.observed.sysctls.get(&key).copied().flatten();
+            if found != Some(1) {
+                let d = self.drift(None, Resource::Sysctl, key.to_string(), Change::Changed);
+                d.field = Some("value".into());
+                d.wanted = Some("1".into());
+                d.found = Some(show(found));
+                self.step(None, Action::SetSysctl { key, value: 1 });
+            }
+        }
+    }
+}
+
+/// The sysctls a pass reads: host-wide ones and those of desired bridges.
+pub fn sysctl_keys(desired: &DesiredState) -> Vec<Sysctl> {
+    let mut keys = vec![Sysctl::IpForward, Sysctl::Ipv6Forwarding];
+    for net in desired
+        .networks
+        .values()
+        .filter(|n| n.spec.mode != Mode::Bridge)
+    {
+        keys.push(Sysctl::DisableIpv6(net.bridge.clone()));
+        keys.push(Sysctl::AcceptRa(net.bridge.clone()));
+    }
+    keys
+}
+
+pub fn wanted_routes(net: &DesiredNetwork) -> Vec<WantedRoute> {
+    net.spec
+        .routes
+        .iter()
+        .map(|r| WantedRoute {
+            destination: r.to.0.trunc(),
+            gateway: r.via,
+            metric: r.metric.unwrap_or(if r.via.is_ipv4() { 0 } else { 1024 }),
+        })
+        .collect()
+}
+
+/// The forward delay the kernel will hold: with STP on it enforces 2s to 30s
+/// (br_stp_start clamps), so libvirt's "stp on, delay 0" means 2s.
+pub fn forward_delay_cs(net: &DesiredNetwork) -> u32 {
+    let cs = u32::try_from(net.spec.bridge.delay.0.as_millis() / 10).unwrap_or(u32::MAX);
+    if net.spec.bridge.stp {
+        cs.clamp(200, 3000)
+    } else {
+        cs
+    }
+}
+
+fn route_object(destination: IpNet, gateway: Option<IpAddr>, link: Option<&str>) -> String {
+    let mut s = destination.to_string();
+    if let Some(gw) = gateway {
+        s.push_str(&format!(" via {gw}"));
+    }
+    if let Some(link) = link {
+        s.push_str(&format!(" dev {link}"));
+    }
+    s
+}
+
+fn is_ipv6_link_local(addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
+}
+
+fn on_off(b: bool) -> String {
+    if b { "on" } else { "off" }.to_string()
+}
+
+pub fn centis(cs: u32) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(u64::from(cs) * 10)).to_string()
+}
+
+fn show(value: Option<u32>) -> String {
+    value.map_or("absent".to_string(), |v| v.to_string())
+}
+
+/// Sysctl values as observed: `None` when the sysctl does not exist.
+pub type SysctlValues = HashMap<Sysctl, Option<u32>>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,518 @@
+//! Plan tests against a simulated kernel: every example converges in one
+//! pass, an in-sync host plans nothing, and each kind of drift is found.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::*;
+use crate::kernel::{Address, Route};
+use crate::load::{load_dir, parse_bytes, FileLoad};
+
+fn desired(text: &str) -> DesiredState {
+    let path = Path::new("t.toml");
+    let state = DesiredState::from_loads(vec![FileLoad {
+        path: path.to_path_buf(),
+        result: parse_bytes(path, text.as_bytes(), None),
+    }]);
+    assert!(state.rejected.is_empty(), "{:?}", state.rejected);
+    state
+}
+
+fn examples() -> DesiredState {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut state = DesiredState::from_loads(load_dir(&dir).unwrap());
+    // Enslaving an uplink is not planned by this version.
+    state.networks.retain(|_, n| n.spec.mode != Mode::Bridge);
+    state
+}
+
+/// A host with a loopback and an uplink, and the kernel's defaults.
+fn host() -> Observed {
+    let mut o = Observed::default();
+    o.kernel.links.push(link(1, "lo", None, None));
+    o.kernel.links.push(link(2, "eno1", None, None));
+    o.kernel.addresses.push(addr(2, "10.12.17.200", 24, false));
+    o.kernel.routes.push(route(2, "10.12.17.0/24", None, 2));
+    o.kernel
+        .routes
+        .push(route(2, "0.0.0.0/0", Some("10.12.17.1"), 3));
+    o.sysctls.insert(Sysctl::IpForward, Some(0));
+    o.sysctls.insert(Sysctl::Ipv6Forwarding, Some(0));
+    o
+}
+
+fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
+    Link {
+        index,
+        name: name.into(),
+        kind: kind.map(Into::into),
+        admin_up: true,
+        mtu: 1500,
+        mac: Some([0, 0xe0, 0x70, 0xe8, 0xfd, index as u8]),
+        master: None,
+        alias: alias.map(Into::into),
+        bridge: None,
+    }
+}
+
+fn addr(index: u32, a: &str, prefix_len: u8, ours: bool) -> Address {
+    Address {
+        index,
+        address: a.parse().unwrap(),
+        prefix_len,
+        protocol: ours.then_some(RTPROT_KVMNET),
+        permanent: true,
+    }
+}
+
+fn route(oif: u32, dst: &str, gw: Option<&str>, protocol: u8) -> Route {
+    Route {
+        table: RT_TABLE_MAIN,
+        destination: dst.parse().unwrap(),
+        gateway: gw.map(|g| g.parse().unwrap()),
+        oif: Some(oif),
+        protocol,
+        metric: 0,
+        scope: 0,
+        kind: 1,
+    }
+}
+
+/// Applies steps to the simulated kernel, as the real one would.
+fn simulate(o: &mut Observed, steps: &[Step]) {
+    for step in steps {
+        let index_of = |o: &Observed, name: &str| o.kernel.link_by_name(name).unwrap().index;
+        match &step.action {
+            Action::CreateBridge {
+                name,
+                alias,
+                settings,
+            } => {
+                let index = o.kernel.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
+                let mut l = link(index, name, Some("bridge"), Some(alias));
+                l.admin_up = false;
+                l.mtu = settings.mtu.unwrap_or(1500);
+                l.mac = settings.mac;
+                l.bridge = Some(BridgeAttrs {
+                    stp: settings.stp,
+                    forward_delay_cs: settings.forward_delay_cs,
+                });
+                o.kernel.links.push(l);
+                o.sysctls.insert(Sysctl::DisableIpv6(name.clone()), Some(0));
+                o.sysctls.insert(Sysctl::AcceptRa(name.clone()), Some(1));
+            }
+            Action::SetBridge { link, wanted, .. } => {
+                let i = index_of(o, link);
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.index == i)
+                    .unwrap()
+                    .bridge = Some(*wanted);
+            }
+            Action::SetMtu { link, mtu } => {
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.name == *link)
+                    .unwrap()
+                    .mtu = *mtu
+            }
+            Action::SetMac { link, mac } => {
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.name == *link)
+                    .unwrap()
+                    .mac = Some(mac.0)
+            }
+            Action::SetUp { link } => {
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.name == *link)
+                    .unwrap()
+                    .admin_up = true
+            }
+            Action::DeleteLink { link } => {
+                let i = index_of(o, link);
+                o.kernel.links.retain(|l| l.index != i);
+                o.kernel.addresses.retain(|a| a.index != i);
+                o.kernel.routes.retain(|r| r.oif != Some(i));
+            }
+            Action::AddAddress {
+                link,
+                address,
+                prefix_len,
+            } => {
+                let i = index_of(o, link);
+                o.kernel.addresses.push(Address {
+                    index: i,
+                    address: *address,
+                    prefix_len: *prefix_len,
+                    protocol: Some(RTPROT_KVMNET),
+                    permanent: true,
+                });
+            }
+            Action::DeleteAddress {
+                link,
+                address,
+                prefix_len,
+            } => {
+                let i = index_of(o, link);
+                o.kernel.addresses.retain(|a| {
+                    !(a.index == i && a.address == *address && a.prefix_len == *prefix_len)
+                });
+            }
+            Action::AddRoute { link, route } => {
+                let i = index_of(o, link);
+                o.kernel.routes.push(Route {
+                    table: RT_TABLE_MAIN,
+                    destination: route.destination,
+                    gateway: Some(route.gateway),
+                    oif: Some(i),
+                    protocol: RTPROT_KVMNET,
+                    metric: route.metric,
+                    scope: 0,
+                    kind: 1,
+                });
+            }
+            Action::DeleteRoute {
+                destination,
+                gateway,
+                metric,
+                ..
+            } => {
+                o.kernel.routes.retain(|r| {
+                    !(r.protocol == RTPROT_KVMNET
+                        && r.destination == *destination
+                        && r.gateway == *gateway
+                        && r.metric == *metric)
+                });
+            }
+            Action::SetSysctl { key, value } => {
+                o.sysctls.insert(key.clone(), Some(*value));
+            }
+        }
+    }
+}
+
+const PRUNE: PlanOptions = PlanOptions { prune: true };
+
+/// Converges `o` towards `d` and checks that one pass suffices.
+fn converge(d: &DesiredState, o: &mut Observed) -> Plan {
+    let p = plan(d, o, PRUNE);
+    simulate(o, &p.steps);
+    let again = plan(d, o, PRUNE);
+    assert!(
+        again.steps.is_empty() && again.drift.is_empty(),
+        "not converged in one pass: {again:#?}"
+    );
+    p
+}
+
+fn actions(p: &Plan) -> Vec<String> {
+    p.steps.iter().map(|s| s.action.to_string()).collect()
+}
+
+const NAT: &str = r#"
+[networks.n]
+mode = "nat"
+bridge = { name = "virbr-n", mtu = 9000, delay = "2s" }
+[[networks.n.ip]]
+address = "192.168.10.1/24"
+dhcp.ranges = [{ start = "192.168.10.2", end = "192.168.10.254" }]
+[[networks.n.routes]]
+to = "10.50.0.0/16"
+via = "192.168.10.254"
+"#;
+
+#[test]
+fn every_example_converges_in_one_pass_and_then_plans_nothing() {
+    let d = examples();
+    assert!(d.networks.len() >= 5);
+    let mut o = host();
+    let first = converge(&d, &mut o);
+    assert!(first.failures.is_empty(), "{:?}", first.failures);
+    assert_eq!(o.sysctls[&Sysctl::IpForward], Some(1));
+    // The lab example has IPv6 on a routed (nat) network.
+    assert_eq!(o.sysctls[&Sysctl::Ipv6Forwarding], Some(1));
+}
+
+#[test]
+fn creation_is_ordered() {
+    let d = desired(NAT);
+    let mut o = host();
+    let p = converge(&d, &mut o);
+    assert_eq!(
+        actions(&p),
+        [
+            "create bridge virbr-n",
+            "set net.ipv6.conf.virbr-n.disable_ipv6 = 1",
+            "bring virbr-n up",
+            "add address 192.168.10.1/24 to virbr-n",
+            "add route 10.50.0.0/16 via 192.168.10.254 dev virbr-n metric 0",
+            "set net.ipv4.ip_forward = 1",
+        ]
+    );
+    let missing: Vec<String> = p.drift.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        missing,
+        [
+            "+ bridge virbr-n: missing",
+            "~ sysctl net.ipv4.ip_forward value: wanted 1, found 0"
+        ]
+    );
+}
+
+fn in_sync(text: &str) -> (DesiredState, Observed) {
+    let d = desired(text);
+    let mut o = host();
+    converge(&d, &mut o);
+    (d, o)
+}
+
+fn bridge_mut<'a>(o: &'a mut Observed, name: &str) -> &'a mut Link {
+    o.kernel.links.iter_mut().find(|l| l.name == name).unwrap()
+}
+
+#[test]
+fn each_fault_is_found_and_repaired() {
+    type Fault = fn(&mut Observed);
+    let faults: [(&str, Fault, &str); 9] = [
+        (
+            "bridge deleted",
+            |o| {
+                let i = o.kernel.link_by_name("virbr-n").unwrap().index;
+                o.kernel.links.retain(|l| l.index != i);
+                o.kernel.addresses.retain(|a| a.index != i);
+                o.kernel.routes.retain(|r| r.oif != Some(i));
+            },
+            "+ bridge virbr-n: missing",
+        ),
+        (
+            "bridge down",
+            |o| bridge_mut(o, "virbr-n").admin_up = false,
+            "~ bridge virbr-n state: wanted up, found down",
+        ),
+        (
+            "mtu",
+            |o| bridge_mut(o, "virbr-n").mtu = 1500,
+            "~ bridge virbr-n mtu: wanted 9000, found 1500",
+        ),
+        (
+            "stp off",
+            |o| {
+                bridge_mut(o, "virbr-n").bridge = Some(BridgeAttrs {
+                    stp: false,
+                    forward_delay_cs: 200,
+                })
+            },
+            "~ bridge virbr-n stp: wanted on, found off",
+        ),
+        (
+            "mac",
+            |o| bridge_mut(o, "virbr-n").mac = Some([2, 0, 0, 0, 0, 1]),
+            "~ bridge virbr-n mac",
+        ),
+        (
+            "address removed",
+            |o| {
+                o.kernel
+                    .addresses
+                    .retain(|a| a.address != "192.168.10.1".parse::<IpAddr>().unwrap())
+            },
+            "+ address 192.168.10.1/24 on virbr-n: missing",
+        ),
+        (
+            "address added by hand",
+            |o| {
+                let i = o.kernel.link_by_name("virbr-n").unwrap().index;
+                o.kernel.addresses.push(addr(i, "172.16.0.1", 24, false));
+            },
+            "- address 172.16.0.1/24 on virbr-n: not in the desired state",
+        ),
+        (
+            "route deleted",
+            |o| o.kernel.routes.retain(|r| r.protocol != RTPROT_KVMNET),
+            "+ route 10.50.0.0/16 via 192.168.10.254 dev virbr-n: missing",
+        ),
+        (
+            "ip_forward reset",
+            |o| {
+                o.sysctls.insert(Sysctl::IpForward, Some(0));
+            },
+            "~ sysctl net.ipv4.ip_forward value: wanted 1, found 0",
+        ),
+    ];
+    for (what, fault, expected) in faults {
+        let (d, mut o) = in_sync(NAT);
+        fault(&mut o);
+        let p = converge(&d, &mut o);
+        let drift: Vec<String> = p.drift.iter().map(|d| d.to_string()).collect();
+        assert!(
+            drift.iter().any(|d| d.starts_with(expected)),
+            "{what}: {drift:?}"
+        );
+        assert!(p.failures.is_empty(), "{what}: {:?}", p.failures);
+    }
+}
+
+#[test]
+fn in_sync_host_plans_nothing() {
+    let (d, o) = in_sync(NAT);
+    assert_eq!(plan(&d, &o, PRUNE), Plan::default());
+}
+
+#[test]
+fn ipv6_link_local_addresses_are_not_drift() {
+    let (d, mut o) = in_sync(NAT);
+    let i = o.kernel.link_by_name("virbr-n").unwrap().index;
+    o.kernel
+        .addresses
+        .push(addr(i, "fe80::5054:ff:fe00:1", 64, false));
+    assert!(plan(&d, &o, PRUNE).drift.is_empty());
+}
+
+#[test]
+fn removed_network_loses_exactly_its_own_objects() {
+    let two = format!("{NAT}\n[networks.m]\nmode = \"isolated\"\n[[networks.m.ip]]\naddress = \"192.168.20.1/24\"\n");
+    let (_, mut o) = in_sync(&two);
+    let before_foreign: Vec<Link> = o
+        .kernel
+        .links
+        .iter()
+        .filter(|l| link_owner(l).is_none())
+        .cloned()
+        .collect();
+    let d = desired(NAT);
+    let p = converge(&d, &mut o);
+    assert_eq!(actions(&p), ["delete link kv-m"]);
+    assert_eq!(p.drift[0].network.as_deref(), Some("m"));
+    let after_foreign: Vec<Link> = o
+        .kernel
+        .links
+        .iter()
+        .filter(|l| link_owner(l).is_none())
+        .cloned()
+        .collect();
+    assert_eq!(before_foreign, after_foreign);
+    assert!(o.kernel.link_by_name("virbr-n").is_some());
+}
+
+#[test]
+fn nothing_is_pruned_while_a_file_is_rejected() {
+    let (_, o) = in_sync(NAT);
+    let d = DesiredState::default();
+    let p = plan(&d, &o, PlanOptions { prune: false });
+    assert!(p.steps.is_empty() && p.drift.is_empty());
+}
+
+#[test]
+fn foreign_link_with_the_bridge_name_fails_that_network_only() {
+    let two = format!("{NAT}\n[networks.m]\nmode = \"isolated\"\n[[networks.m.ip]]\naddress = \"192.168.20.1/24\"\n");
+    let d = desired(&two);
+    let mut o = host();
+    o.kernel
+        .links
+        .push(link(9, "virbr-n", Some("bridge"), None));
+    let p = plan(&d, &o, PRUNE);
+    assert_eq!(p.failures.len(), 1);
+    assert!(
+        p.failures[0]
+            .message
+            .contains("virbr-n is taken by a bridge kvmnet does not own"),
+        "{:?}",
+        p.failures
+    );
+    assert!(p.steps.iter().all(|s| s.network.as_deref() != Some("n")));
+    assert!(p.steps.iter().any(|s| s.network.as_deref() == Some("m")));
+    // Nothing touches the foreign link, and ip_forward is not needed by m.
+    assert!(!actions(&p).iter().any(|a| a.contains("ip_forward")));
+}
+
+#[test]
+fn subnet_in_use_on_a_foreign_device_is_refused() {
+    let d = desired(NAT);
+    let mut o = host();
+    o.kernel.routes.push(route(2, "192.168.10.0/24", None, 2));
+    let p = plan(&d, &o, PRUNE);
+    assert_eq!(
+        p.failures[0].message,
+        "192.168.10.0/24 is already in use by eno1 (route 192.168.10.0/24)"
+    );
+    assert!(p.steps.is_empty());
+}
+
+#[test]
+fn owned_link_of_wrong_kind_is_recreated() {
+    let (d, mut o) = in_sync(NAT);
+    bridge_mut(&mut o, "virbr-n").kind = Some("dummy".into());
+    let p = converge(&d, &mut o);
+    assert_eq!(
+        actions(&p)[..2],
+        [
+            "delete link virbr-n".to_string(),
+            "create bridge virbr-n".to_string()
+        ]
+    );
+}
+
+#[test]
+fn stray_owned_route_is_removed() {
+    let (d, mut o) = in_sync(NAT);
+    let i = o.kernel.link_by_name("virbr-n").unwrap().index;
+    o.kernel.routes.push(route(
+        i,
+        "10.99.0.0/16",
+        Some("192.168.10.99"),
+        RTPROT_KVMNET,
+    ));
+    let p = converge(&d, &mut o);
+    assert_eq!(
+        actions(&p),
+        ["delete route 10.99.0.0/16 via 192.168.10.99 dev virbr-n metric 0"]
+    );
+    assert_eq!(p.drift[0].network.as_deref(), Some("n"));
+}
+
+#[test]
+fn modes() {
+    let isolated = desired(
+        "[networks.i]\nmode = \"isolated\"\n[[networks.i.ip]]\naddress = \"192.168.30.1/24\"\n",
+    );
+    let p = plan(&isolated, &host(), PRUNE);
+    assert!(
+        !actions(&p).iter().any(|a| a.contains("ip_forward")),
+        "isolated needs no forwarding"
+    );
+
+    let v6 =
+        desired("[networks.r]\nmode = \"route\"\n[[networks.r.ip]]\naddress = \"fd00:1::1/64\"\n");
+    let p = plan(&v6, &host(), PRUNE);
+    let a = actions(&p);
+    assert!(
+        a.contains(&"set net.ipv6.conf.kv-r.disable_ipv6 = 0".to_string()),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&"set net.ipv6.conf.kv-r.accept_ra = 0".to_string()),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&"set net.ipv6.conf.all.forwarding = 1".to_string()),
+        "{a:?}"
+    );
+
+    let bridged = desired("[networks.b]\nmode = \"bridge\"\nbridge = { name = \"br0\" }\n");
+    let mut o = host();
+    let p = converge(&bridged, &mut o);
+    assert_eq!(actions(&p), ["create bridge br0", "bring br0 up"]);
+
+    let uplinked = desired(
+        "[networks.b]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\" }\n",
+    );
+    let p = plan(&uplinked, &host(), PRUNE);
+    assert!(p.failures[0].message.contains("enslaving uplink eno1"));
+    assert!(p.steps.is_empty());
+}

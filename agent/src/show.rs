@@ -1,0 +1,219 @@
+//! `show`: desired against observed, per network.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::desired::{DesiredNetwork, DesiredState};
+use crate::kernel::{RTPROT_KVMNET, RT_TABLE_MAIN};
+use crate::model::{MacAddr, Mode};
+use crate::observe::Observed;
+use crate::plan::{centis, forward_delay_cs, link_owner, plan, wanted_routes, Drift, PlanOptions};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkView {
+    pub name: String,
+    pub mode: Mode,
+    pub file: PathBuf,
+    pub desired: Side,
+    pub observed: Option<Side>,
+    pub drift: Vec<Drift>,
+    pub errors: Vec<String>,
+}
+
+/// One side of the comparison: what is wanted, or what the kernel holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Side {
+    pub bridge: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub up: bool,
+    pub stp: bool,
+    pub delay: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    pub mac: String,
+    pub addresses: Vec<String>,
+    pub routes: Vec<String>,
+}
+
+/// Views of the desired networks (or of `only`).
+pub fn views(desired: &DesiredState, observed: &Observed, only: Option<&str>) -> Vec<NetworkView> {
+    let plan = plan(desired, observed, PlanOptions { prune: false });
+    desired
+        .networks
+        .values()
+        .filter(|n| only.is_none_or(|o| o == n.name))
+        .map(|n| NetworkView {
+            name: n.name.clone(),
+            mode: n.spec.mode,
+            file: n.file.clone(),
+            desired: desired_side(n),
+            observed: observed_side(n, observed),
+            drift: plan
+                .drift
+                .iter()
+                .filter(|d| d.network.as_deref() == Some(&n.name))
+                .cloned()
+                .collect(),
+            errors: plan
+                .failures
+                .iter()
+                .filter(|f| f.network == n.name)
+                .map(|f| f.message.clone())
+                .collect(),
+        })
+        .collect()
+}
+
+fn desired_side(n: &DesiredNetwork) -> Side {
+    Side {
+        bridge: n.bridge.clone(),
+        index: None,
+        owner: Some(n.name.clone()),
+        up: true,
+        stp: n.spec.bridge.stp,
+        delay: centis(forward_delay_cs(n)),
+        mtu: n.spec.bridge.mtu,
+        mac: n.mac.to_string(),
+        addresses: n.spec.ip.iter().map(|ip| ip.address.to_string()).collect(),
+        routes: wanted_routes(n)
+            .iter()
+            .map(|r| format!("{} via {} metric {}", r.destination, r.gateway, r.metric))
+            .collect(),
+    }
+}
+
+fn observed_side(n: &DesiredNetwork, observed: &Observed) -> Option<Side> {
+    let snapshot = &observed.kernel;
+    let link = snapshot.link_by_name(&n.bridge)?;
+    let attrs = link.bridge.unwrap_or(crate::kernel::BridgeAttrs {
+        stp: false,
+        forward_delay_cs: 0,
+    });
+    Some(Side {
+        bridge: link.name.clone(),
+        index: Some(link.index),
+        owner: link_owner(link).map(str::to_string),
+        up: link.admin_up,
+        stp: attrs.stp,
+        delay: centis(attrs.forward_delay_cs),
+        mtu: Some(link.mtu),
+        mac: link.mac.map_or("none".into(), |m| MacAddr(m).to_string()),
+        addresses: snapshot
+            .addresses_of(link.index)
+            .map(|a| format!("{}/{}", a.address, a.prefix_len))
+            .collect(),
+        routes: snapshot
+            .routes
+            .iter()
+            .filter(|r| {
+                r.oif == Some(link.index) && r.protocol == RTPROT_KVMNET && r.table == RT_TABLE_MAIN
+            })
+            .map(|r| {
+                let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+                format!("{}{via} metric {}", r.destination, r.metric)
+            })
+            .collect(),
+    })
+}
+
+pub fn to_text(views: &[NetworkView]) -> String {
+    let mut out = String::new();
+    for v in views {
+        let state = if !v.errors.is_empty() {
+            "error"
+        } else if v.drift.is_empty() {
+            "in sync"
+        } else {
+            "drifted"
+        };
+        let _ = writeln!(
+            out,
+            "network {} (mode {}, {}): {state}",
+            v.name,
+            v.mode,
+            v.file.display()
+        );
+        let d = &v.desired;
+        let row = |out: &mut String, field: &str, wanted: String, found: Option<String>| {
+            let found = found.unwrap_or_else(|| "-".into());
+            let mark = if wanted == found { ' ' } else { '*' };
+            let _ = writeln!(out, " {mark} {field:<10} {wanted:<32} {found}");
+        };
+        let _ = writeln!(out, "   {:<10} {:<32} observed", "", "desired");
+        let o = v.observed.as_ref();
+        row(
+            &mut out,
+            "bridge",
+            d.bridge.clone(),
+            o.map(|o| o.bridge.clone()),
+        );
+        row(
+            &mut out,
+            "owner",
+            format!("kvmnet:{}", v.name),
+            o.map(|o| {
+                o.owner
+                    .as_ref()
+                    .map_or("(not kvmnet's)".into(), |w| format!("kvmnet:{w}"))
+            }),
+        );
+        row(
+            &mut out,
+            "state",
+            "up".into(),
+            o.map(|o| if o.up { "up" } else { "down" }.into()),
+        );
+        row(&mut out, "stp", on_off(d.stp), o.map(|o| on_off(o.stp)));
+        row(
+            &mut out,
+            "delay",
+            d.delay.clone(),
+            o.map(|o| o.delay.clone()),
+        );
+        if let Some(mtu) = d.mtu {
+            row(
+                &mut out,
+                "mtu",
+                mtu.to_string(),
+                o.and_then(|o| o.mtu).map(|m| m.to_string()),
+            );
+        }
+        row(&mut out, "mac", d.mac.clone(), o.map(|o| o.mac.clone()));
+        row(
+            &mut out,
+            "addresses",
+            list(&d.addresses),
+            o.map(|o| list(&o.addresses)),
+        );
+        row(
+            &mut out,
+            "routes",
+            list(&d.routes),
+            o.map(|o| list(&o.routes)),
+        );
+        for drift in &v.drift {
+            let _ = writeln!(out, "   {drift}");
+        }
+        for e in &v.errors {
+            let _ = writeln!(out, "   error: {e}");
+        }
+    }
+    out
+}
+
+fn on_off(b: bool) -> String {
+    if b { "on" } else { "off" }.into()
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
+}
