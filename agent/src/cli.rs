@@ -17,7 +17,13 @@ use crate::show;
 
 /// Declarative reconcile agent for the virtual networks of a KVM host.
 #[derive(Debug, Parser)]
-#[command(name = "kvmnet-agent", version, about, arg_required_else_help = true)]
+#[command(
+    name = "kvmnet-agent",
+    version,
+    about,
+    arg_required_else_help = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Converge once, print the report; exit 0 when converged, 1 otherwise.
     #[arg(long, conflicts_with = "check")]
