@@ -1,0 +1,336 @@
+//! Observation: one dump per object type, decoded into plain comparable data.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures_util::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::{
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
+    link::{InfoBridge, InfoData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+    route::{RouteAddress, RouteAttribute, RouteMessage, RouteVia},
+    AddressFamily,
+};
+use rtnetlink::RouteMessageBuilder;
+
+use super::error::{KernelError, Result};
+use super::Netlink;
+
+/// A network interface as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// IFLA_INFO_KIND: "bridge", "veth", "dummy"...; `None` for devices
+    /// without rtnl link ops (physical NICs, `lo`).
+    pub kind: Option<String>,
+    /// Administrative state (IFF_UP), not carrier.
+    pub admin_up: bool,
+    pub mtu: u32,
+    /// IFLA_ADDRESS when it is 6 bytes long (Ethernet-like devices; `lo`
+    /// reports all zeros); `None` for devices without one or with another
+    /// length (tunnels).
+    pub mac: Option<[u8; 6]>,
+    /// Index of the bridge (or bond...) this link is enslaved to.
+    pub master: Option<u32>,
+    /// IFLA_IFALIAS: kvmnet marks the links it owns with `kvmnet:<network>`.
+    pub alias: Option<String>,
+    /// Present for bridges only.
+    pub bridge: Option<BridgeAttrs>,
+}
+
+/// The bridge attributes kvmnet manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeAttrs {
+    /// STP enabled (IFLA_BR_STP_STATE != 0, kernel or user-space STP).
+    pub stp: bool,
+    /// IFLA_BR_FORWARD_DELAY in centiseconds (USER_HZ clock ticks), the unit
+    /// the kernel reports and accepts: 2 s is 200.
+    pub forward_delay_cs: u32,
+}
+
+impl BridgeAttrs {
+    /// The attributes the kernel ends up with when asked for `self`.
+    ///
+    /// While STP is on the kernel keeps the forward delay within 2..=30 s: it
+    /// clamps the delay when STP starts (br_stp_start) and refuses (ERANGE) an
+    /// out-of-range change while STP runs. "STP on, delay 0" (the libvirt and
+    /// kvmnet default) therefore reads back as a 2 s delay. Compare observed
+    /// attributes with `wanted.effective()`, or such a bridge would look
+    /// drifted on every pass.
+    pub fn effective(self) -> Self {
+        let forward_delay_cs = if self.stp {
+            self.forward_delay_cs
+                .clamp(*STP_FORWARD_DELAY_CS.start(), *STP_FORWARD_DELAY_CS.end())
+        } else {
+            self.forward_delay_cs
+        };
+        Self {
+            forward_delay_cs,
+            ..self
+        }
+    }
+}
+
+/// Forward delays the kernel accepts while STP is on
+/// (BR_MIN_FORWARD_DELAY..=BR_MAX_FORWARD_DELAY: 2 s..=30 s), in centiseconds.
+pub(super) const STP_FORWARD_DELAY_CS: std::ops::RangeInclusive<u32> = 200..=3000;
+
+/// An interface address (IPv4 or IPv6, link-local included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub index: u32,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    /// IFA_PROTO (Linux >= 6.1): who installed the address; kvmnet uses
+    /// [`super::RTPROT_KVMNET`]. `None` when the kernel did not report one.
+    pub protocol: Option<u8>,
+    /// IFA_F_PERMANENT: configured statically, not learned from DHCP or RA
+    /// (those have lifetimes).
+    pub permanent: bool,
+}
+
+/// A route of any table, IPv4 or IPv6.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Routing table id (254 is main, 255 local).
+    pub table: u32,
+    /// Destination in network form (host bits zero); 0.0.0.0/0 or ::/0 for
+    /// a default route.
+    pub destination: IpNet,
+    /// RTA_GATEWAY, or RTA_VIA for an IPv4 route via an IPv6 next hop.
+    /// `None` for on-link and multipath routes (kvmnet creates neither
+    /// multipath nor nexthop-object routes, so their next hops are not
+    /// decoded).
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    /// rtm_protocol: 2 kernel, 3 boot, 4 static, 16 dhcp, 72 kvmnet...
+    pub protocol: u8,
+    /// RTA_PRIORITY; 0 when absent (IPv4 default). The kernel gives IPv6
+    /// routes added without a metric 1024.
+    pub metric: u32,
+    /// rtm_scope: 0 universe, 253 link, 254 host.
+    pub scope: u8,
+    /// rtm_type: 1 unicast, 2 local, 3 broadcast, 6 blackhole...
+    pub kind: u8,
+}
+
+/// Everything observed in one pass, in kernel dump order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub links: Vec<Link>,
+    pub addresses: Vec<Address>,
+    pub routes: Vec<Route>,
+}
+
+impl Snapshot {
+    pub fn link_by_name(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn link_by_index(&self, index: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.index == index)
+    }
+
+    pub fn addresses_of(&self, index: u32) -> impl Iterator<Item = &Address> {
+        self.addresses.iter().filter(move |a| a.index == index)
+    }
+}
+
+impl Netlink {
+    /// Observes links, addresses and routes (IPv4 and IPv6): four dumps, one
+    /// per object type and family, run concurrently, each on its own socket.
+    /// A netlink socket runs one dump at a time (the kernel answers a dump
+    /// request with EBUSY while another is unfinished); on one socket
+    /// netlink-proto mostly avoids that by draining a dump before sending the
+    /// next request, which serialises them, and does not guarantee it for
+    /// dumps too large to drain in one poll. No per-object request is made.
+    ///
+    /// The dumps are not one atomic view: an object changed while they run
+    /// may be seen in one and not the other (e.g. an address of a link
+    /// created mid-snapshot). The next pass sees a consistent state again.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        // Overlapping snapshots would start a second dump on a busy socket.
+        let _serial = self.dump_lock.lock().await;
+        let links = async {
+            self.sockets
+                .links
+                .link()
+                .get()
+                .execute()
+                .map_ok(|m| parse_link(&m))
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| KernelError::netlink("dump links", e))
+        };
+        let addresses = async {
+            self.sockets
+                .addresses
+                .address()
+                .get()
+                .execute()
+                .try_filter_map(|m| async move { Ok(parse_address(&m)) })
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| KernelError::netlink("dump addresses", e))
+        };
+        let routes_v4 = async {
+            let request = RouteMessageBuilder::<Ipv4Addr>::new().build();
+            self.sockets
+                .routes_v4
+                .route()
+                .get(request)
+                .execute()
+                .try_filter_map(|m| async move { Ok(parse_route(&m)) })
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| KernelError::netlink("dump IPv4 routes", e))
+        };
+        let routes_v6 = async {
+            let request = RouteMessageBuilder::<Ipv6Addr>::new().build();
+            self.sockets
+                .routes_v6
+                .route()
+                .get(request)
+                .execute()
+                .try_filter_map(|m| async move { Ok(parse_route(&m)) })
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| KernelError::netlink("dump IPv6 routes", e))
+        };
+        let (links, addresses, mut routes, routes_v6) =
+            futures_util::try_join!(links, addresses, routes_v4, routes_v6)?;
+        routes.extend(routes_v6);
+        Ok(Snapshot {
+            links,
+            addresses,
+            routes,
+        })
+    }
+}
+
+fn parse_link(msg: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: msg.header.index,
+        name: String::new(),
+        kind: None,
+        admin_up: msg.header.flags.contains(LinkFlags::Up),
+        mtu: 0,
+        mac: None,
+        master: None,
+        alias: None,
+        bridge: None,
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(name) => link.name.clone_from(name),
+            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+            LinkAttribute::Address(mac) => link.mac = <[u8; 6]>::try_from(mac.as_slice()).ok(),
+            LinkAttribute::Controller(master) => link.master = Some(*master),
+            LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                        LinkInfo::Data(InfoData::Bridge(attrs)) => {
+                            link.bridge = Some(parse_bridge(attrs))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+fn parse_bridge(attrs: &[InfoBridge]) -> BridgeAttrs {
+    let mut bridge = BridgeAttrs {
+        stp: false,
+        forward_delay_cs: 0,
+    };
+    for attr in attrs {
+        match attr {
+            InfoBridge::StpState(state) => bridge.stp = u32::from(*state) != 0,
+            InfoBridge::ForwardDelay(delay) => bridge.forward_delay_cs = *delay,
+            _ => {}
+        }
+    }
+    bridge
+}
+
+/// Returns `None` for messages without an address (none seen in practice).
+fn parse_address(msg: &AddressMessage) -> Option<Address> {
+    // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on
+    // point-to-point links and equal to IFA_LOCAL otherwise. IPv6 sends
+    // IFA_LOCAL only for point-to-point addresses. Same rule as iproute2.
+    let mut local = None;
+    let mut address = None;
+    let mut protocol = None;
+    // IFA_FLAGS (32 bits) supersedes the 8-bit header field when present.
+    let mut permanent = msg.header.flags.contains(AddressHeaderFlags::Permanent);
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            AddressAttribute::Protocol(p) => protocol = Some(u8::from(*p)),
+            AddressAttribute::Flags(flags) => permanent = flags.contains(AddressFlags::Permanent),
+            _ => {}
+        }
+    }
+    Some(Address {
+        index: msg.header.index,
+        address: local.or(address)?,
+        prefix_len: msg.header.prefix_len,
+        protocol,
+        permanent,
+    })
+}
+
+/// Returns `None` for routes of other families (the dump requests one family,
+/// so none are expected) and for invalid prefixes.
+fn parse_route(msg: &RouteMessage) -> Option<Route> {
+    let header = &msg.header;
+    let unspecified = match header.address_family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    let mut destination = unspecified;
+    let mut route = Route {
+        table: u32::from(header.table),
+        destination: IpNet::new(unspecified, 0).ok()?,
+        gateway: None,
+        oif: None,
+        protocol: header.protocol.into(),
+        metric: 0,
+        scope: header.scope.into(),
+        kind: header.kind.into(),
+    };
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Destination(addr) => destination = route_address(addr)?,
+            RouteAttribute::Gateway(addr) => route.gateway = route_address(addr),
+            RouteAttribute::Via(RouteVia::Inet(ip)) => route.gateway = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Via(RouteVia::Inet6(ip)) => route.gateway = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Oif(oif) => route.oif = Some(*oif),
+            RouteAttribute::Priority(metric) => route.metric = *metric,
+            // rtm_table is 8 bits; RTA_TABLE carries the full id (always sent
+            // by current kernels, needed for tables > 255).
+            RouteAttribute::Table(table) => route.table = *table,
+            _ => {}
+        }
+    }
+    route.destination = IpNet::new(destination, header.destination_prefix_length)
+        .ok()?
+        .trunc();
+    Some(route)
+}
+
+fn route_address(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
+        RouteAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    }
+}

@@ -1,0 +1,413 @@
+//! Writes: each kernel request counts one write in `Netlink::writes`.
+//!
+//! Link changes are sent as RTM_NEWLINK without NLM_F_CREATE (what
+//! `ip link set` does, rtnetlink's `LinkHandle::change`): unlike RTM_SETLINK,
+//! it also applies IFLA_LINKINFO data (the bridge attributes).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures_util::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::{
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressProtocol},
+    link::{BridgeStpState, InfoKind, LinkMessage},
+    route::{RouteMessage, RouteProtocol, RouteScope},
+};
+use rtnetlink::{
+    AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+};
+
+use super::error::{KernelError, Result};
+use super::snapshot::STP_FORWARD_DELAY_CS;
+use super::{BridgeAttrs, Link, Netlink, RTPROT_KVMNET};
+
+/// A link named for error messages: "virbr-nat (index 7)".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkRef<'a> {
+    pub index: u32,
+    pub name: &'a str,
+}
+
+impl fmt::Display for LinkRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (index {})", self.name, self.index)
+    }
+}
+
+impl<'a> From<&'a Link> for LinkRef<'a> {
+    fn from(link: &'a Link) -> Self {
+        LinkRef {
+            index: link.index,
+            name: &link.name,
+        }
+    }
+}
+
+/// Settings of a bridge to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeSettings {
+    pub stp: bool,
+    /// Centiseconds, as in [`BridgeAttrs::forward_delay_cs`].
+    pub forward_delay_cs: u32,
+    /// `None`: the kernel's default (1500, then the minimum of the ports').
+    pub mtu: Option<u32>,
+    /// `None`: a random address chosen by the kernel.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A route kvmnet installs: always in the main table, with protocol
+/// [`RTPROT_KVMNET`], unicast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Host bits are ignored: the route is for `destination.trunc()`, which
+    /// is what [`super::Route::destination`] reports.
+    pub destination: IpNet,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    /// `None`: the kernel's default (0 for IPv4, 1024 for IPv6). When
+    /// deleting, `None` matches any metric.
+    pub metric: Option<u32>,
+}
+
+impl fmt::Display for RouteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.destination.trunc())?;
+        if let Some(gateway) = self.gateway {
+            write!(f, " via {gateway}")?;
+        }
+        if let Some(oif) = self.oif {
+            write!(f, " dev index {oif}")?;
+        }
+        if let Some(metric) = self.metric {
+            write!(f, " metric {metric}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Netlink {
+    /// Creates bridge `name` marked with `alias` and returns its ifindex.
+    ///
+    /// The bridge is left administratively down, so that per-device sysctls
+    /// (`disable_ipv6`, `accept_ra`) can be set before IPv6 autoconfiguration
+    /// starts on it; bring it up with [`Netlink::set_up`].
+    ///
+    /// Two writes: the creation carries STP, forward delay and MAC; a second
+    /// message sets alias and MTU, because at creation the kernel ignores
+    /// IFLA_IFALIAS, and takes IFLA_MTU without marking it as set by the user,
+    /// so the bridge would fall back to its ports' MTU when the first port
+    /// joins (an MTU set afterwards sticks). The MAC given at creation does
+    /// stick (the address is marked NET_ADDR_SET). If the second message
+    /// fails, the bridge is deleted again (a third write) rather than left
+    /// without the alias that marks it as kvmnet's.
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        alias: &str,
+        settings: &BridgeSettings,
+    ) -> Result<u32> {
+        let op = format!("create bridge {name}");
+        // br_dev_newlink applies the IFLA_BR_* attributes through
+        // br_changelink, which sets the forward delay before the STP state; a
+        // new bridge has STP off, so any delay is accepted, then clamped to
+        // 2..=30 s if STP starts (see BridgeAttrs::effective).
+        let mut builder = LinkMessageBuilder::<LinkBridge>::new(name)
+            .forward_delay(settings.forward_delay_cs)
+            .stp_state(stp_state(settings.stp));
+        if let Some(mac) = settings.mac {
+            builder = builder.address(mac.to_vec());
+        }
+        self.count_write();
+        self.sockets
+            .links
+            .link()
+            .add(builder.build())
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(&op, e))?;
+
+        // The ack carries no ifindex; a read by name is not a write.
+        let index = self
+            .sockets
+            .links
+            .link()
+            .get()
+            .match_name(name)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| KernelError::netlink(format!("look up new bridge {name}"), e))?
+            .map(|m| m.header.index)
+            .ok_or_else(|| KernelError::Invalid {
+                op: format!("look up new bridge {name}"),
+                reason: "the kernel returned no link".into(),
+            })?;
+        let link = LinkRef { index, name };
+
+        let mut builder = LinkUnspec::new_with_index(index).alias(alias);
+        if let Some(mtu) = settings.mtu {
+            builder = builder.mtu(mtu);
+        }
+        let op = format!("set alias {alias:?} and MTU on new bridge {link}");
+        if let Err(err) = self.change_link(op, builder.build()).await {
+            // Best effort: the original error is the one worth reporting.
+            let _ = self.delete_link(link).await;
+            return Err(err);
+        }
+        Ok(index)
+    }
+
+    /// Sets IFLA_IFALIAS; an empty alias removes it.
+    pub async fn set_alias(&self, link: LinkRef<'_>, alias: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(link.index).alias(alias).build();
+        self.change_link(format!("set alias {alias:?} on {link}"), msg)
+            .await
+    }
+
+    /// Sets the administrative state (IFF_UP).
+    pub async fn set_up(&self, link: LinkRef<'_>, up: bool) -> Result<()> {
+        let builder = LinkUnspec::new_with_index(link.index);
+        let (msg, what) = if up {
+            (builder.up().build(), "up")
+        } else {
+            (builder.down().build(), "down")
+        };
+        self.change_link(format!("set {link} {what}"), msg).await
+    }
+
+    pub async fn set_mtu(&self, link: LinkRef<'_>, mtu: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(link.index).mtu(mtu).build();
+        self.change_link(format!("set MTU {mtu} on {link}"), msg)
+            .await
+    }
+
+    pub async fn set_mac(&self, link: LinkRef<'_>, mac: [u8; 6]) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(link.index)
+            .address(mac.to_vec())
+            .build();
+        let mac = mac.map(|b| format!("{b:02x}")).join(":");
+        self.change_link(format!("set MAC {mac} on {link}"), msg)
+            .await
+    }
+
+    /// Changes STP and forward delay of a bridge from `current` (as observed)
+    /// to `wanted.effective()` (see [`BridgeAttrs::effective`]): a wanted
+    /// delay below 2 s with STP on is sent as 2 s, which is what the kernel
+    /// would keep anyway, rather than stopping and restarting STP (which
+    /// would put the ports through listening and learning again).
+    ///
+    /// br_changelink applies IFLA_BR_FORWARD_DELAY before IFLA_BR_STP_STATE,
+    /// checking the delay against the STP state of that moment, so both go in
+    /// one message, except when STP is on and must go off with a delay out
+    /// of 2..=30 s: the kernel would refuse the delay (ERANGE) before turning
+    /// STP off, so STP is turned off first, in a message of its own.
+    pub async fn set_bridge(
+        &self,
+        link: LinkRef<'_>,
+        current: &BridgeAttrs,
+        wanted: &BridgeAttrs,
+    ) -> Result<()> {
+        let wanted = wanted.effective();
+        if current.stp && !STP_FORWARD_DELAY_CS.contains(&wanted.forward_delay_cs) {
+            let msg = bridge_builder(link.index)
+                .stp_state(BridgeStpState::Disabled)
+                .build();
+            self.change_link(
+                format!("turn STP off on {link} before changing its forward delay"),
+                msg,
+            )
+            .await?;
+        }
+        let msg = bridge_builder(link.index)
+            .forward_delay(wanted.forward_delay_cs)
+            .stp_state(stp_state(wanted.stp))
+            .build();
+        let op = format!(
+            "set STP {} and forward delay {} cs on {link}",
+            if wanted.stp { "on" } else { "off" },
+            wanted.forward_delay_cs
+        );
+        self.change_link(op, msg).await
+    }
+
+    /// Enslaves `link` to `master` (a bridge), or releases it with `None`.
+    pub async fn set_master(&self, link: LinkRef<'_>, master: Option<LinkRef<'_>>) -> Result<()> {
+        let builder = LinkUnspec::new_with_index(link.index);
+        let (msg, op) = match master {
+            Some(master) => (
+                builder.controller(master.index).build(),
+                format!("enslave {link} to {master}"),
+            ),
+            None => (
+                builder.nocontroller().build(),
+                format!("release {link} from its master"),
+            ),
+        };
+        self.change_link(op, msg).await
+    }
+
+    pub async fn delete_link(&self, link: LinkRef<'_>) -> Result<()> {
+        self.count_write();
+        self.sockets
+            .links
+            .link()
+            .del(link.index)
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(format!("delete link {link}"), e))
+    }
+
+    /// Adds an address, tagged IFA_PROTO [`RTPROT_KVMNET`] (ignored by
+    /// kernels before 6.1, which then report no protocol).
+    ///
+    /// IPv4 gets the broadcast address of its subnet, as `ip address add`
+    /// does (none for /31 and /32). IPv6 gets IFA_F_NODAD: without it the
+    /// address stays "tentative" during duplicate address detection, and
+    /// indefinitely on a bridge without carrier (no port yet), and cannot be
+    /// bound by dnsmasq (EADDRNOTAVAIL) nor used as a source meanwhile. The
+    /// subnet belongs to a kvmnet network, so a duplicate cannot exist.
+    pub async fn add_address(
+        &self,
+        link: LinkRef<'_>,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<()> {
+        let mut request = self
+            .sockets
+            .links
+            .address()
+            .add(link.index, address, prefix_len);
+        let msg = request.message_mut();
+        msg.attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::from(
+                RTPROT_KVMNET,
+            )));
+        if address.is_ipv6() {
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        self.count_write();
+        request.execute().await.map_err(|e| {
+            KernelError::netlink(format!("add address {address}/{prefix_len} to {link}"), e)
+        })
+    }
+
+    pub async fn delete_address(
+        &self,
+        link: LinkRef<'_>,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<()> {
+        let msg = match address {
+            IpAddr::V4(ip) => AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(link.index)
+                .address(ip, prefix_len)
+                .build(),
+            IpAddr::V6(ip) => AddressMessageBuilder::<Ipv6Addr>::new()
+                .index(link.index)
+                .address(ip, prefix_len)
+                .build(),
+        };
+        self.count_write();
+        self.sockets
+            .links
+            .address()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(|e| {
+                KernelError::netlink(
+                    format!("delete address {address}/{prefix_len} from {link}"),
+                    e,
+                )
+            })
+    }
+
+    pub async fn add_route(&self, route: &RouteSpec) -> Result<()> {
+        let op = format!("add route {route}");
+        let msg = route_message(route, false).map_err(|reason| KernelError::Invalid {
+            op: op.clone(),
+            reason,
+        })?;
+        self.count_write();
+        self.sockets
+            .links
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(op, e))
+    }
+
+    /// Deletes a route of ours: the request carries [`RTPROT_KVMNET`], so the
+    /// kernel never matches another protocol's route to the same prefix.
+    pub async fn delete_route(&self, route: &RouteSpec) -> Result<()> {
+        let op = format!("delete route {route}");
+        let msg = route_message(route, true).map_err(|reason| KernelError::Invalid {
+            op: op.clone(),
+            reason,
+        })?;
+        self.count_write();
+        self.sockets
+            .links
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(op, e))
+    }
+
+    async fn change_link(&self, op: String, msg: LinkMessage) -> Result<()> {
+        self.count_write();
+        self.sockets
+            .links
+            .link()
+            .change(msg)
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(op, e))
+    }
+}
+
+fn stp_state(stp: bool) -> BridgeStpState {
+    if stp {
+        BridgeStpState::KernelStp
+    } else {
+        BridgeStpState::Disabled
+    }
+}
+
+/// A change message for an existing bridge: IFLA_LINKINFO must name the kind
+/// for the kernel to pass the IFLA_INFO_DATA to the bridge driver.
+fn bridge_builder(index: u32) -> LinkMessageBuilder<LinkBridge> {
+    LinkMessageBuilder::<LinkBridge>::new_with_info_kind(InfoKind::Bridge).index(index)
+}
+
+fn route_message(route: &RouteSpec, delete: bool) -> std::result::Result<RouteMessage, String> {
+    let destination = route.destination.trunc();
+    let mut builder = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(destination.addr(), destination.prefix_len())
+        .map_err(|e| e.to_string())?
+        .protocol(RouteProtocol::from(RTPROT_KVMNET));
+    if let Some(gateway) = route.gateway {
+        builder = builder.gateway(gateway).map_err(|e| e.to_string())?;
+    }
+    if let Some(oif) = route.oif {
+        builder = builder.output_interface(oif);
+    }
+    if let Some(metric) = route.metric {
+        builder = builder.priority(metric);
+    }
+    // Scopes as iproute2 sets them: "nowhere" in a delete matches any scope;
+    // a route without gateway is on-link (link scope), else universe.
+    let scope = if delete {
+        RouteScope::NoWhere
+    } else if route.gateway.is_none() {
+        RouteScope::Link
+    } else {
+        RouteScope::Universe
+    };
+    Ok(builder.scope(scope).build())
+}
