@@ -26,15 +26,21 @@ pub enum KernelError {
         #[source]
         source: rtnetlink::Error,
     },
-    /// Opening the netlink socket failed.
+    /// A system call or a /proc/sys file access failed.
     #[error("{op}: {source}")]
     Io {
         op: String,
         #[source]
         source: io::Error,
     },
-    /// A request that cannot be encoded (an IPv6 route via an IPv4 gateway),
-    /// or an answer that makes no sense.
+    /// The object does not exist on this host, typically an IPv6 sysctl when
+    /// IPv6 is disabled (`ipv6.disable=1`) or a per-device sysctl of a device
+    /// that is gone. Not a crash: observation reports such values as absent.
+    #[error("{op}: not available: {reason}")]
+    Unavailable { op: String, reason: String },
+    /// A request that cannot be encoded (an IPv6 route via an IPv4 gateway,
+    /// a device name that is not one path component), or an answer that
+    /// makes no sense.
     #[error("{op}: {reason}")]
     Invalid { op: String, reason: String },
 }
@@ -48,12 +54,12 @@ fn fmt_detail(detail: &Option<String>) -> String {
 
 impl KernelError {
     /// The errno behind the error, when there is one: the kernel's refusal or
-    /// the OS error of a system call.
+    /// the OS error of a /proc/sys access.
     pub fn errno(&self) -> Option<i32> {
         match self {
             Self::Refused { errno, .. } => Some(*errno),
             Self::Io { source, .. } => source.raw_os_error(),
-            Self::Netlink { .. } | Self::Invalid { .. } => None,
+            Self::Netlink { .. } | Self::Unavailable { .. } | Self::Invalid { .. } => None,
         }
     }
 
@@ -63,6 +69,7 @@ impl KernelError {
             Self::Refused { op, .. }
             | Self::Netlink { op, .. }
             | Self::Io { op, .. }
+            | Self::Unavailable { op, .. }
             | Self::Invalid { op, .. } => op,
         }
     }

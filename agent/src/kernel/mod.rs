@@ -1,13 +1,14 @@
 //! The kernel layer: the I/O edge of kvmnet towards rtnetlink and /proc/sys.
 //!
 //! It observes ([`Netlink::snapshot`]) and changes (the write methods of
-//! [`Netlink`]) the network namespace it was opened in, in plain comparable
-//! data types, and knows nothing of the desired-state model. Every write is
-//! counted, so "a pass over an in-sync host makes no write" is checkable:
-//! `netlink.writes() == 0`.
+//! [`Netlink`], [`sysctl::Sysctls`]) the network namespace it was opened in,
+//! in plain comparable data types, and knows nothing of the desired-state
+//! model. Every write is counted, so "a pass over an in-sync host makes no
+//! write" is checkable: `netlink.writes() + sysctls.writes() == 0`.
 
 mod error;
 mod snapshot;
+pub mod sysctl;
 mod write;
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use nix::sched::CloneFlags;
 use rtnetlink::LinkVeth;
 
+use super::sysctl::{Sysctl, Sysctls};
 use super::*;
 
 /// Runs `f` on a current-thread tokio runtime in a thread that first moves
@@ -467,4 +468,46 @@ fn kernel_refusals_carry_errno_and_extended_ack() {
             .link_by_name("br-bad")
             .is_none());
     });
+}
+
+#[test]
+fn sysctls_are_per_namespace() {
+    let sysctls = Sysctls::new();
+    let host_forward = sysctls.read(&Sysctl::IpForward).unwrap().unwrap();
+    in_new_netns(move || async move {
+        let nl = Netlink::connect().unwrap();
+        create_bridge(&nl, "br-sys", &bridge_settings(false, 0)).await;
+
+        let sysctls = Sysctls::new();
+        let wanted = 1 - host_forward;
+        sysctls.write(&Sysctl::IpForward, wanted).unwrap();
+        assert_eq!(sysctls.read(&Sysctl::IpForward).unwrap(), Some(wanted));
+
+        if sysctls.read(&Sysctl::Ipv6Forwarding).unwrap().is_some() {
+            sysctls.write(&Sysctl::Ipv6Forwarding, 1).unwrap();
+            assert_eq!(sysctls.read(&Sysctl::Ipv6Forwarding).unwrap(), Some(1));
+            let accept_ra = Sysctl::AcceptRa("br-sys".into());
+            sysctls.write(&accept_ra, 0).unwrap();
+            assert_eq!(sysctls.read(&accept_ra).unwrap(), Some(0));
+            let disable = Sysctl::DisableIpv6("br-sys".into());
+            sysctls.write(&disable, 1).unwrap();
+            assert_eq!(sysctls.read(&disable).unwrap(), Some(1));
+            assert_eq!(sysctls.writes(), 4);
+        } else {
+            eprintln!("IPv6 is disabled on this host: IPv6 sysctls not tested");
+        }
+
+        let missing = Sysctl::AcceptRa("no-such-dev".into());
+        assert_eq!(sysctls.read(&missing).unwrap(), None);
+        let err = sysctls.write(&missing, 0).unwrap_err();
+        assert!(matches!(err, KernelError::Unavailable { .. }), "{err}");
+        let escape = Sysctl::DisableIpv6("../../ipv4/ip_forward".into());
+        let err = sysctls.write(&escape, 0).unwrap_err();
+        assert!(matches!(err, KernelError::Invalid { .. }), "{err}");
+    });
+    assert_eq!(
+        sysctls.read(&Sysctl::IpForward).unwrap(),
+        Some(host_forward),
+        "the host's ip_forward must be untouched"
+    );
 }
