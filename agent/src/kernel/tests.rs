@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use nix::sched::CloneFlags;
 use rtnetlink::LinkVeth;
@@ -510,4 +511,52 @@ fn sysctls_are_per_namespace() {
         Some(host_forward),
         "the host's ip_forward must be untouched"
     );
+}
+
+/// Not an assertion: prints the cost of one snapshot of ~200 links. Measured
+/// on a shared 2-core VM, Linux 6.18, for 201 links, 400 addresses and 1000
+/// routes: median ~4-6 ms in a release build, ~20-30 ms in a debug build.
+#[test]
+fn snapshot_time_with_200_bridges() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect().unwrap();
+        // Up, with an address each: links, addresses and routes (prefix,
+        // local and broadcast ones) all grow with the number of networks.
+        for i in 0..200u16 {
+            let name = format!("br-bench{i}");
+            let settings = bridge_settings(false, 0);
+            let index = nl
+                .create_bridge(&name, "kvmnet:bench", &settings)
+                .await
+                .unwrap();
+            let link = LinkRef { index, name: &name };
+            nl.set_up(link, true).await.unwrap();
+            let [hi, lo] = i.to_be_bytes();
+            nl.add_address(link, IpAddr::from([10, hi, lo, 1]), 24)
+                .await
+                .unwrap();
+        }
+        let mut times: Vec<Duration> = Vec::new();
+        let mut sizes = (0, 0, 0);
+        for _ in 0..10 {
+            let start = Instant::now();
+            let snapshot = nl.snapshot().await.unwrap();
+            times.push(start.elapsed());
+            sizes = (
+                snapshot.links.len(),
+                snapshot.addresses.len(),
+                snapshot.routes.len(),
+            );
+        }
+        times.sort();
+        eprintln!(
+            "snapshot of {} links, {} addresses, {} routes: min {:?}, median {:?}, max {:?}",
+            sizes.0,
+            sizes.1,
+            sizes.2,
+            times[0],
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    });
 }
