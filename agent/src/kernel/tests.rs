@@ -513,7 +513,9 @@ fn sysctls_are_per_namespace() {
     );
 }
 
-/// Not an assertion: prints the cost of one snapshot of ~200 links.
+/// Not an assertion: prints the cost of one snapshot of ~200 links. Measured
+/// on a shared 2-core VM, Linux 6.18, for 201 links, 400 addresses and 1000
+/// routes: median ~4-6 ms in a release build, ~20-30 ms in a debug build.
 #[test]
 fn snapshot_time_with_200_bridges() {
     in_new_netns(|| async {
