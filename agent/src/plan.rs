@@ -418,10 +418,7 @@ impl Planner<'_> {
             self.fail(name, message);
             return;
         }
-        let wanted_attrs = BridgeAttrs {
-            stp: net.spec.bridge.stp,
-            forward_delay_cs: forward_delay_cs(net),
-        };
+        let wanted_attrs = wanted_bridge_attrs(net);
         let existing = self.snapshot().link_by_name(&net.bridge).cloned();
         let link = match existing {
             Some(link) if removed.contains(&link.name) => None,
@@ -800,15 +797,17 @@ pub fn wanted_routes(net: &DesiredNetwork) -> Vec<WantedRoute> {
         .collect()
 }
 
-/// The forward delay the kernel will hold: with STP on it enforces 2s to 30s
-/// (br_stp_start clamps), so libvirt's "stp on, delay 0" means 2s.
-pub fn forward_delay_cs(net: &DesiredNetwork) -> u32 {
-    let cs = u32::try_from(net.spec.bridge.delay.0.as_millis() / 10).unwrap_or(u32::MAX);
-    if net.spec.bridge.stp {
-        cs.clamp(200, 3000)
-    } else {
-        cs
+/// The bridge attributes the kernel will hold for `net` (with STP on it
+/// keeps the forward delay within 2s to 30s: libvirt's "stp on, delay 0"
+/// means 2s).
+pub fn wanted_bridge_attrs(net: &DesiredNetwork) -> BridgeAttrs {
+    let forward_delay_cs =
+        u32::try_from(net.spec.bridge.delay.0.as_millis() / 10).unwrap_or(u32::MAX);
+    BridgeAttrs {
+        stp: net.spec.bridge.stp,
+        forward_delay_cs,
     }
+    .effective()
 }
 
 fn route_object(destination: IpNet, gateway: Option<IpAddr>, link: Option<&str>) -> String {

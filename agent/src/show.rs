@@ -9,7 +9,9 @@ use crate::desired::{DesiredNetwork, DesiredState};
 use crate::kernel::{RTPROT_KVMNET, RT_TABLE_MAIN};
 use crate::model::{MacAddr, Mode};
 use crate::observe::Observed;
-use crate::plan::{centis, forward_delay_cs, link_owner, plan, wanted_routes, Drift, PlanOptions};
+use crate::plan::{
+    centis, link_owner, plan, wanted_bridge_attrs, wanted_routes, Drift, PlanOptions,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NetworkView {
@@ -76,7 +78,7 @@ fn desired_side(n: &DesiredNetwork) -> Side {
         owner: Some(n.name.clone()),
         up: true,
         stp: n.spec.bridge.stp,
-        delay: centis(forward_delay_cs(n)),
+        delay: centis(wanted_bridge_attrs(n).forward_delay_cs),
         mtu: n.spec.bridge.mtu,
         mac: n.mac.to_string(),
         addresses: n.spec.ip.iter().map(|ip| ip.address.to_string()).collect(),
