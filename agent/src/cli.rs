@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::daemon::{self, DaemonConfig};
 use crate::desired::DesiredState;
 use crate::diagnostic::Diagnostic;
 use crate::load::{self, FileLoad, Format};
@@ -16,6 +17,8 @@ use crate::report::PassKind;
 use crate::show;
 
 /// Declarative reconcile agent for the virtual networks of a KVM host.
+/// Without --once, --check or a subcommand it runs as a daemon: it watches
+/// the config directory and the kernel, converges and repairs.
 #[derive(Debug, Parser)]
 #[command(
     name = "kvmnet-agent",
@@ -144,7 +147,36 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Show { network }) => block_on(show_command(&cli.global, network.as_deref())),
-        None => ExitCode::from(2),
+        None => {
+            init_logging(cli.global.log_format);
+            let config = DaemonConfig {
+                config_dir: cli.global.config_dir.clone(),
+                run_dir: cli.global.run_dir.clone(),
+                interval: cli.global.interval.0,
+            };
+            block_on(async {
+                match daemon::run(config).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// Logs go to stderr (journald under systemd), as text or JSON lines.
+fn init_logging(format: OutputFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KVMNET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        OutputFormat::Json => builder.json().init(),
+        OutputFormat::Text => builder.init(),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod daemon;
 pub mod desired;
 pub mod diagnostic;
 pub mod kernel;

@@ -2,18 +2,24 @@
 //! report (design §5). The same pass serves `--check` (stops after the plan),
 //! `--once` and the daemon.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use crate::apply::apply;
 use crate::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
 use crate::observe::{observe, Observed};
-use crate::plan::{plan, Plan, PlanOptions};
+use crate::plan::{link_owner, plan, Plan, PlanOptions};
 use crate::report::{PassKind, PassReport};
 
 /// The kernel handles a pass works with.
 pub struct Reconciler {
     netlink: Netlink,
     sysctls: Sysctls,
+    /// Indexes of the links kvmnet owned at the last observation, so that
+    /// kernel events can be filtered to what concerns us.
+    owned: Mutex<HashSet<u32>>,
 }
 
 impl Reconciler {
@@ -22,6 +28,7 @@ impl Reconciler {
         Ok(Reconciler {
             netlink: Netlink::connect()?,
             sysctls: Sysctls::new(),
+            owned: Mutex::default(),
         })
     }
 
@@ -31,7 +38,24 @@ impl Reconciler {
     }
 
     pub async fn observe(&self, desired: &DesiredState) -> Result<Observed> {
-        observe(&self.netlink, &self.sysctls, desired).await
+        let observed = observe(&self.netlink, &self.sysctls, desired).await?;
+        let owned = observed
+            .kernel
+            .links
+            .iter()
+            .filter(|l| link_owner(l).is_some())
+            .map(|l| l.index)
+            .collect();
+        *self.owned.lock().unwrap_or_else(|e| e.into_inner()) = owned;
+        Ok(observed)
+    }
+
+    /// Whether `index` was a link of kvmnet's at the last observation.
+    pub fn owns_link(&self, index: u32) -> bool {
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&index)
     }
 
     fn plan(desired: &DesiredState, observed: &Observed) -> Plan {

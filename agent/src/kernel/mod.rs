@@ -7,6 +7,7 @@
 //! write" is checkable: `netlink.writes() + sysctls.writes() == 0`.
 
 mod error;
+pub mod events;
 mod snapshot;
 pub mod sysctl;
 mod write;

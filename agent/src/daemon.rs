@@ -1,0 +1,278 @@
+//! The daemon: a level-triggered control loop, like a Kubernetes controller.
+//! Every trigger (file change, kernel event, timer, SIGHUP) leads to the same
+//! idempotent pass over all networks; one pass at a time; triggers that
+//! arrive during a pass are coalesced into one more pass; a failed pass is
+//! retried with capped exponential backoff.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use serde::Serialize;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::apply::StepResult;
+use crate::desired::DesiredState;
+use crate::kernel::events::{self, KernelEvent};
+use crate::load;
+use crate::plan::ALIAS_PREFIX;
+use crate::reconcile::Reconciler;
+use crate::report::PassReport;
+
+/// File events are collected this long before a pass: editors and git-sync
+/// write several files and renames in a burst.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+pub struct DaemonConfig {
+    pub config_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Files,
+    Kernel,
+}
+
+/// Runs until SIGTERM or SIGINT. Networks stay up when the daemon stops, like
+/// libvirt's networks when libvirtd stops; the next start adopts them.
+pub async fn run(config: DaemonConfig) -> Result<(), String> {
+    let reconciler = Arc::new(Reconciler::connect().map_err(|e| e.to_string())?);
+    let (tx, mut triggers) = mpsc::unbounded_channel();
+    let _watcher = watch_config_dir(&config.config_dir, tx.clone())?;
+    spawn_kernel_events(tx, Arc::clone(&reconciler))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    info!(config_dir = %config.config_dir.display(), interval = %humantime::format_duration(config.interval), "kvmnet-agent started");
+
+    let mut last_files: Option<Vec<(PathBuf, Vec<u8>)>> = None;
+    let mut backoff = BACKOFF_MIN;
+    let mut reason = "start";
+    loop {
+        let converged = pass(&reconciler, &config, reason, &mut last_files).await;
+        // Events caused by the pass's own writes are not news.
+        while triggers.try_recv().is_ok() {}
+        let delay = match converged {
+            Ok(true) => {
+                backoff = BACKOFF_MIN;
+                config.interval
+            }
+            Ok(false) | Err(()) => {
+                let delay = backoff.min(config.interval);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                info!(retry_in = %humantime::format_duration(delay), "pass did not converge; retrying");
+                delay
+            }
+        };
+        reason = tokio::select! {
+            _ = tokio::time::sleep(delay) => "timer",
+            Some(trigger) = triggers.recv() => {
+                let mut files = trigger == Trigger::Files;
+                let mut kernel = trigger == Trigger::Kernel;
+                tokio::time::sleep(DEBOUNCE).await;
+                while let Ok(t) = triggers.try_recv() {
+                    files |= t == Trigger::Files;
+                    kernel |= t == Trigger::Kernel;
+                }
+                if kernel {
+                    // A kernel change may concern links the filter could not
+                    // attribute yet; files are re-read by every pass anyway.
+                    "kernel event"
+                } else if files && Some(read_files(&config.config_dir)) == last_files {
+                    continue;
+                } else {
+                    "config change"
+                }
+            }
+            _ = sighup.recv() => "SIGHUP",
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        };
+    }
+    info!("kvmnet-agent stopping; networks stay up");
+    Ok(())
+}
+
+/// One pass: returns Ok(true) when converged.
+async fn pass(
+    reconciler: &Reconciler,
+    config: &DaemonConfig,
+    reason: &str,
+    last_files: &mut Option<Vec<(PathBuf, Vec<u8>)>>,
+) -> Result<bool, ()> {
+    let started = Instant::now();
+    let loads = match load::load_dir(&config.config_dir) {
+        Ok(loads) => loads,
+        Err(e) => {
+            // Never "no files, delete everything": skip the pass.
+            error!(error = %e, "cannot read the config directory; nothing is changed");
+            return Err(());
+        }
+    };
+    *last_files = Some(read_files(&config.config_dir));
+    let desired = DesiredState::from_loads(loads);
+    for d in desired.diagnostics() {
+        error!(file = %d.file.display(), position = %d.position(), error = %d.message, "config error; the file's networks are left as they are");
+    }
+    let report = match reconciler.converge(&desired).await {
+        Ok(report) => report,
+        Err(e) => {
+            error!(error = %e, "pass failed");
+            return Err(());
+        }
+    };
+    log_report(&report);
+    let elapsed = started.elapsed();
+    info!(
+        reason,
+        result = report.result,
+        writes = report.writes,
+        duration_ms = elapsed.as_millis() as u64,
+        "pass done"
+    );
+    if let Err(e) = write_status(&config.run_dir, &report, elapsed) {
+        warn!(error = %e, "cannot write status.json");
+    }
+    Ok(report.exit_code() == 0)
+}
+
+fn log_report(report: &PassReport) {
+    for n in &report.networks {
+        for d in &n.drift {
+            warn!(network = %n.name, resource = %d.resource, object = %d.object, change = ?d.change,
+                field = d.field.as_deref().unwrap_or(""), wanted = d.wanted.as_deref().unwrap_or(""),
+                found = d.found.as_deref().unwrap_or(""), "drift");
+        }
+        for o in &n.repairs {
+            match &o.result {
+                StepResult::Done => {
+                    info!(network = %n.name, action = %o.action, result = "done", "repair")
+                }
+                StepResult::Failed(e) => {
+                    error!(network = %n.name, action = %o.action, result = "failed", error = %e, "repair")
+                }
+                StepResult::Skipped(why) => {
+                    warn!(network = %n.name, action = %o.action, result = "skipped", reason = %why, "repair")
+                }
+            }
+        }
+        for e in &n.errors {
+            error!(network = %n.name, error = %e, "network failed");
+        }
+    }
+    for d in &report.host.drift {
+        warn!(resource = %d.resource, object = %d.object, wanted = d.wanted.as_deref().unwrap_or(""), found = d.found.as_deref().unwrap_or(""), "drift");
+    }
+    for o in &report.host.repairs {
+        info!(action = %o.action, result = ?o.result, "repair");
+    }
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    /// Seconds since the epoch of the end of the pass.
+    time: u64,
+    duration_ms: u64,
+    #[serde(flatten)]
+    report: &'a PassReport,
+}
+
+/// `<run-dir>/status.json`, replaced atomically (write, then rename).
+fn write_status(run_dir: &Path, report: &PassReport, elapsed: Duration) -> std::io::Result<()> {
+    std::fs::create_dir_all(run_dir)?;
+    let status = Status {
+        time: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        duration_ms: elapsed.as_millis() as u64,
+        report,
+    };
+    let text = serde_json::to_string_pretty(&status).map_err(std::io::Error::other)?;
+    let tmp = run_dir.join(".status.json.tmp");
+    std::fs::write(&tmp, text + "\n")?;
+    std::fs::rename(tmp, run_dir.join("status.json"))
+}
+
+/// The contents of the config files, to tell a real change from a touch.
+fn read_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    load::config_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// Watches the config directory and its parent (so that a deleted and
+/// recreated directory, or a ConfigMap/git-sync `..data` swap, is seen).
+fn watch_config_dir(
+    dir: &Path,
+    tx: mpsc::UnboundedSender<Trigger>,
+) -> Result<notify::RecommendedWatcher, String> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(e) => !matches!(e.kind, EventKind::Access(_)),
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = tx.send(Trigger::Files);
+        }
+    })
+    .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    if let Some(parent) = dir.parent().filter(|p| p.exists()) {
+        watcher
+            .watch(parent, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {}: {e}", parent.display()))?;
+    }
+    // Recursive: git-sync and ConfigMaps keep the files in a subdirectory
+    // behind symlinks.
+    if dir.exists() {
+        watcher
+            .watch(dir, RecursiveMode::Recursive)
+            .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    }
+    Ok(watcher)
+}
+
+/// Forwards kernel events that concern kvmnet's links and routes.
+fn spawn_kernel_events(
+    tx: mpsc::UnboundedSender<Trigger>,
+    reconciler: Arc<Reconciler>,
+) -> Result<(), String> {
+    let mut events = events::subscribe().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if concerns_us(&event, &reconciler) && tx.send(Trigger::Kernel).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Links marked as ours (or ours at the last observation), addresses on
+/// them, and our routes.
+fn concerns_us(event: &KernelEvent, reconciler: &Reconciler) -> bool {
+    match event {
+        KernelEvent::Link { index, alias, .. } => {
+            alias
+                .as_deref()
+                .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
+                || reconciler.owns_link(*index)
+        }
+        KernelEvent::Address { index } => reconciler.owns_link(*index),
+        KernelEvent::Route { oif, protocol } => {
+            *protocol == crate::kernel::RTPROT_KVMNET
+                || oif.is_some_and(|i| reconciler.owns_link(i))
+        }
+    }
+}

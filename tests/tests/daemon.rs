@@ -1,0 +1,88 @@
+//! The daemon against the real kernel: file changes, kernel events and
+//! signals drive passes; the networks outlive it.
+
+use std::time::Duration;
+
+use kvmnet_e2e::{wait_for, AgentEnv, Signal};
+
+const NAT: &str = r#"
+[networks.nat-network]
+mode = "nat"
+bridge = { name = "virbr-nat" }
+[[networks.nat-network.ip]]
+address = "192.168.10.1/24"
+"#;
+
+const ISOLATED: &str = r#"
+[networks.iso]
+mode = "isolated"
+bridge = { name = "virbr-iso" }
+[[networks.iso.ip]]
+address = "192.168.30.1/24"
+"#;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn daemon_converges_repairs_follows_files_and_leaves_networks_up() {
+    let env = AgentEnv::new();
+    env.write_config("nat.toml", NAT);
+    // A long interval: every repair below must come from an event, not the timer.
+    let mut daemon = env.spawn(&["--interval", "1h"]);
+    let h = env.host();
+    let exists = |name: &str| h.ip(&["link", "show", name]).success();
+    wait_for("virbr-nat created", WAIT, || exists("virbr-nat"));
+    let status = env.run_dir().join("status.json");
+    wait_for("status.json written", WAIT, || status.exists());
+
+    h.ip_ok(&["link", "del", "virbr-nat"]);
+    wait_for("virbr-nat repaired after ip link del", WAIT, || {
+        exists("virbr-nat")
+    });
+    wait_for("address back", WAIT, || {
+        h.ip_ok(&["addr", "show", "virbr-nat"])
+            .contains("192.168.10.1/24")
+    });
+
+    env.write_config("iso.toml", ISOLATED);
+    wait_for("virbr-iso created for a new file", WAIT, || {
+        exists("virbr-iso")
+    });
+    env.remove_config("iso.toml");
+    wait_for("virbr-iso removed with its file", WAIT, || {
+        !exists("virbr-iso")
+    });
+
+    // A typo never tears down a working network.
+    env.write_config("nat.toml", &NAT.replace("mode = \"nat\"", "mode = \"nta\""));
+    wait_for("config error in status.json", WAIT, || {
+        let Ok(text) = std::fs::read_to_string(&status) else {
+            return false;
+        };
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        status["config_errors"].as_array().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|e| e["line"] == 3 && e["file"].as_str().unwrap().ends_with("nat.toml"))
+        })
+    });
+    assert!(exists("virbr-nat"));
+    env.write_config("nat.toml", NAT);
+    wait_for("fixed file converges", WAIT, || {
+        std::fs::read_to_string(&status).is_ok_and(|s| s.contains("\"result\": \"converged\""))
+    });
+
+    assert!(daemon.is_running(), "daemon died: {}", daemon.stderr());
+    daemon.signal(Signal::SIGTERM);
+    let out = daemon.stop(WAIT);
+    assert!(out.success(), "{out}");
+    assert!(out.stderr().contains("drift"), "drift is logged: {out}");
+    assert!(
+        exists("virbr-nat"),
+        "networks stay up when the daemon stops"
+    );
+    let again = env.run(&["--once", "--output", "json"]);
+    again.assert_success();
+    let report: serde_json::Value = serde_json::from_str(&again.stdout()).unwrap();
+    assert_eq!(report["writes"], 0, "{again}");
+}
