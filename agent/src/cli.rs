@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::daemon::{self, DaemonConfig};
 use crate::desired::DesiredState;
 use crate::diagnostic::Diagnostic;
+use crate::lastgood::{LastGood, Resolved};
 use crate::load::{self, FileLoad, Format};
 use crate::model::HumanDuration;
 use crate::reconcile::Reconciler;
@@ -151,6 +152,7 @@ pub fn run(cli: Cli) -> ExitCode {
             init_logging(cli.global.log_format);
             let config = DaemonConfig {
                 config_dir: cli.global.config_dir.clone(),
+                state_dir: cli.global.state_dir.clone(),
                 run_dir: cli.global.run_dir.clone(),
                 interval: cli.global.interval.0,
             };
@@ -195,29 +197,39 @@ fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 
 /// The desired state of the config directory. A directory that cannot be
 /// read is an error that stops the command: never "no networks, delete all".
-fn load_desired(global: &GlobalOptions) -> Result<DesiredState, String> {
-    let loads = load::load_dir(&global.config_dir).map_err(|e| e.to_string())?;
-    Ok(DesiredState::from_loads(loads))
+fn load_desired(global: &GlobalOptions) -> Result<Resolved, String> {
+    LastGood::new(&global.state_dir)
+        .load_dir(&global.config_dir)
+        .map_err(|e| e.to_string())
 }
 
 async fn pass_command(global: &GlobalOptions, kind: PassKind) -> ExitCode {
-    let desired = match load_desired(global) {
-        Ok(d) => d,
+    let resolved = match load_desired(global) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let desired = &resolved.desired;
     let result = async {
         let reconciler = Reconciler::connect()?;
         match kind {
-            PassKind::Check => reconciler.check(&desired).await,
-            PassKind::Converge => reconciler.converge(&desired).await,
+            PassKind::Check => reconciler.check(desired).await,
+            PassKind::Converge => reconciler.converge(desired).await,
         }
     }
     .await;
     match result {
         Ok(report) => {
+            if kind == PassKind::Converge {
+                if let Err(e) = LastGood::new(&global.state_dir).record(&resolved) {
+                    eprintln!(
+                        "warning: cannot record the last good files in {}: {e}",
+                        global.state_dir.display()
+                    );
+                }
+            }
             match global.output {
                 OutputFormat::Json => out(&(report.to_json() + "\n")),
                 OutputFormat::Text => out(&report.to_text()),
@@ -233,7 +245,7 @@ async fn pass_command(global: &GlobalOptions, kind: PassKind) -> ExitCode {
 
 async fn show_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode {
     let desired = match load_desired(global) {
-        Ok(d) => d,
+        Ok(r) => r.desired,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::apply::StepResult;
-use crate::desired::DesiredState;
 use crate::kernel::events::{self, KernelEvent};
+use crate::lastgood::LastGood;
 use crate::load;
 use crate::plan::ALIAS_PREFIX;
 use crate::reconcile::Reconciler;
@@ -30,6 +30,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 pub struct DaemonConfig {
     pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
     pub run_dir: PathBuf,
     pub interval: Duration,
 }
@@ -108,8 +109,9 @@ async fn pass(
     last_files: &mut Option<Vec<(PathBuf, Vec<u8>)>>,
 ) -> Result<bool, ()> {
     let started = Instant::now();
-    let loads = match load::load_dir(&config.config_dir) {
-        Ok(loads) => loads,
+    let last_good = LastGood::new(&config.state_dir);
+    let resolved = match last_good.load_dir(&config.config_dir) {
+        Ok(resolved) => resolved,
         Err(e) => {
             // Never "no files, delete everything": skip the pass.
             error!(error = %e, "cannot read the config directory; nothing is changed");
@@ -117,11 +119,11 @@ async fn pass(
         }
     };
     *last_files = Some(read_files(&config.config_dir));
-    let desired = DesiredState::from_loads(loads);
+    let desired = &resolved.desired;
     for d in desired.diagnostics() {
         error!(file = %d.file.display(), position = %d.position(), error = %d.message, "config error; the file's networks are left as they are");
     }
-    let report = match reconciler.converge(&desired).await {
+    let report = match reconciler.converge(desired).await {
         Ok(report) => report,
         Err(e) => {
             error!(error = %e, "pass failed");
@@ -129,6 +131,9 @@ async fn pass(
         }
     };
     log_report(&report);
+    if let Err(e) = last_good.record(&resolved) {
+        warn!(error = %e, "cannot record the last good files");
+    }
     let elapsed = started.elapsed();
     info!(
         reason,

@@ -20,6 +20,8 @@ pub struct DesiredNetwork {
     /// The bridge's MAC (given, or derived from the network name).
     pub mac: MacAddr,
     pub spec: Network,
+    /// Its file is currently rejected; this is the last good version of it.
+    pub last_good: bool,
 }
 
 impl DesiredNetwork {
@@ -34,6 +36,7 @@ impl DesiredNetwork {
                 .unwrap_or_else(|| default_bridge_name(name)),
             mac: spec.bridge.mac.unwrap_or_else(|| default_mac(name)),
             spec,
+            last_good: false,
         }
     }
 }
@@ -51,6 +54,10 @@ pub struct RejectedFile {
 pub struct DesiredState {
     pub networks: BTreeMap<String, DesiredNetwork>,
     pub rejected: Vec<RejectedFile>,
+    /// Every network the files define is known (no file rejected, or each
+    /// rejected file runs from its last good copy): removing what kvmnet owns
+    /// for other networks is safe.
+    pub complete: bool,
 }
 
 impl DesiredState {

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod desired;
 pub mod diagnostic;
 pub mod kernel;
+pub mod lastgood;
 pub mod load;
 pub mod locate;
 pub mod model;

@@ -59,12 +59,13 @@ impl Reconciler {
     }
 
     fn plan(desired: &DesiredState, observed: &Observed) -> Plan {
-        // A rejected file keeps its networks: nothing is pruned meanwhile.
+        // A rejected file without a last good copy keeps its networks:
+        // nothing is pruned meanwhile.
         plan(
             desired,
             observed,
             PlanOptions {
-                prune: desired.rejected.is_empty(),
+                prune: desired.complete,
             },
         )
     }

@@ -36,7 +36,8 @@ pub enum NetworkState {
     Repaired,
     /// Cannot be converged: an error, a failed repair, or drift that remains.
     Failed,
-    /// Its file was rejected; what runs is left as it is.
+    /// Its file was rejected; what runs is left as it is, or kept at the
+    /// file's last good version.
     ConfigError,
     /// No longer in the files; what kvmnet owned of it was removed.
     Removed,
@@ -119,10 +120,15 @@ impl PassReport {
             .networks
             .values()
             .map(|n| {
-                (
-                    n.name.clone(),
-                    NetworkReport::new(&n.name, Some(n.file.clone())),
-                )
+                let mut report = NetworkReport::new(&n.name, Some(n.file.clone()));
+                if n.last_good {
+                    report.state = NetworkState::ConfigError;
+                    report.errors.push(format!(
+                        "{} is rejected; running its last good version",
+                        n.file.display()
+                    ));
+                }
+                (n.name.clone(), report)
             })
             .collect();
         for rejected in &desired.rejected {

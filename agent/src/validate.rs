@@ -65,6 +65,7 @@ pub fn validate(loads: Vec<FileLoad>) -> DesiredState {
         }
     }
     rejected.sort_by(|a, b| a.path.cmp(&b.path));
+    state.complete = rejected.is_empty();
     state.rejected = rejected;
     state
 }

@@ -217,6 +217,17 @@ fn a_broken_file_prunes_nothing_and_the_others_still_apply() {
     assert!(once.stdout().contains("nat.toml:3:8"), "{once}");
     env.host().ip_ok(&["link", "show", "virbr-nat"]);
     env.host().ip_ok(&["link", "show", "virbr-iso"]);
+
+    // The broken file's network still runs from its last good version, and
+    // is repaired like any other.
+    env.host().ip_ok(&["link", "del", "virbr-nat"]);
+    let once = env.run(&["--once"]);
+    once.assert_code(1);
+    assert!(
+        once.stdout().contains("running its last good version"),
+        "{once}"
+    );
+    env.host().ip_ok(&["link", "show", "virbr-nat"]);
 }
 
 #[test]
