@@ -35,6 +35,10 @@ pub struct Cli {
     /// Drift audit that changes nothing; exit 0 in sync, 2 on drift, 1 on error.
     #[arg(long)]
     pub check: bool,
+    /// Daemon: serve Prometheus metrics (/metrics) and /healthz on this
+    /// address, e.g. 127.0.0.1:9477.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub global: GlobalOptions,
     #[command(subcommand)]
@@ -153,6 +157,7 @@ pub fn run(cli: Cli) -> ExitCode {
             let config = DaemonConfig {
                 config_dir: cli.global.config_dir.clone(),
                 state_dir: cli.global.state_dir.clone(),
+                metrics_listen: cli.metrics_listen,
                 run_dir: cli.global.run_dir.clone(),
                 interval: cli.global.interval.0,
             };

@@ -4,8 +4,9 @@
 //! arrive during a pass are coalesced into one more pass; a failed pass is
 //! retried with capped exponential backoff.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -15,9 +16,12 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::apply::StepResult;
+use crate::files::write_atomic;
+use crate::http;
 use crate::kernel::events::{self, KernelEvent};
 use crate::lastgood::LastGood;
 use crate::load;
+use crate::metrics::Metrics;
 use crate::plan::ALIAS_PREFIX;
 use crate::reconcile::Reconciler;
 use crate::report::PassReport;
@@ -31,6 +35,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 pub struct DaemonConfig {
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// Serve `/metrics` and `/healthz` here.
+    pub metrics_listen: Option<SocketAddr>,
     pub run_dir: PathBuf,
     pub interval: Duration,
 }
@@ -51,13 +57,24 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    if let Some(addr) = config.metrics_listen {
+        let bound = http::serve(addr, Arc::clone(&metrics))
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        info!(address = %bound, "serving /metrics and /healthz");
+    }
     info!(config_dir = %config.config_dir.display(), interval = %humantime::format_duration(config.interval), "kvmnet-agent started");
+    let mut first = true;
 
     let mut last_files: Option<Vec<(PathBuf, Vec<u8>)>> = None;
     let mut backoff = BACKOFF_MIN;
     let mut reason = "start";
     loop {
-        let converged = pass(&reconciler, &config, reason, &mut last_files).await;
+        let converged = pass(&reconciler, &config, reason, &mut last_files, &metrics).await;
+        if std::mem::take(&mut first) {
+            notify_ready();
+        }
         // Events caused by the pass's own writes are not news.
         while triggers.try_recv().is_ok() {}
         let delay = match converged {
@@ -107,6 +124,7 @@ async fn pass(
     config: &DaemonConfig,
     reason: &str,
     last_files: &mut Option<Vec<(PathBuf, Vec<u8>)>>,
+    metrics: &Mutex<Metrics>,
 ) -> Result<bool, ()> {
     let started = Instant::now();
     let last_good = LastGood::new(&config.state_dir);
@@ -144,6 +162,14 @@ async fn pass(
     );
     if let Err(e) = write_status(&config.run_dir, &report, elapsed) {
         warn!(error = %e, "cannot write status.json");
+    }
+    let text = {
+        let mut m = metrics.lock().unwrap_or_else(|e| e.into_inner());
+        m.record(&report, elapsed);
+        m.render()
+    };
+    if let Err(e) = write_atomic(&config.state_dir.join("kvmnet.prom"), text.as_bytes()) {
+        warn!(error = %e, "cannot write the metrics textfile");
     }
     Ok(report.exit_code() == 0)
 }
@@ -189,9 +215,8 @@ struct Status<'a> {
     report: &'a PassReport,
 }
 
-/// `<run-dir>/status.json`, replaced atomically (write, then rename).
+/// `<run-dir>/status.json`, replaced atomically.
 fn write_status(run_dir: &Path, report: &PassReport, elapsed: Duration) -> std::io::Result<()> {
-    std::fs::create_dir_all(run_dir)?;
     let status = Status {
         time: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -199,10 +224,32 @@ fn write_status(run_dir: &Path, report: &PassReport, elapsed: Duration) -> std::
         duration_ms: elapsed.as_millis() as u64,
         report,
     };
-    let text = serde_json::to_string_pretty(&status).map_err(std::io::Error::other)?;
-    let tmp = run_dir.join(".status.json.tmp");
-    std::fs::write(&tmp, text + "\n")?;
-    std::fs::rename(tmp, run_dir.join("status.json"))
+    let text = serde_json::to_string_pretty(&status).map_err(std::io::Error::other)? + "\n";
+    write_atomic(&run_dir.join("status.json"), text.as_bytes())
+}
+
+/// Tells systemd (Type=notify) that the first pass is done.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(e) => return warn!(error = %e, "sd_notify: no socket"),
+    };
+    let bytes = path.as_encoded_bytes();
+    // "@name" is an abstract socket.
+    let result = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|addr| socket.send_to_addr(b"READY=1", &addr))
+        }
+        None => socket.send_to(b"READY=1", Path::new(&path)),
+    };
+    if let Err(e) = result {
+        warn!(error = %e, "sd_notify READY=1 failed");
+    }
 }
 
 /// The contents of the config files, to tell a real change from a touch.

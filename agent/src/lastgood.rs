@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::desired::DesiredState;
+use crate::files::write_atomic;
 use crate::load::{self, parse_bytes, DirError, FileLoad, Format};
 
 /// The store: `<state-dir>/last-good/<file name>` (the config directory is
@@ -127,9 +128,7 @@ impl LastGood {
             if fs::read(&copy).ok().as_deref() == Some(text.as_slice()) {
                 continue;
             }
-            let tmp = copy.with_extension("kvmnet-tmp");
-            fs::write(&tmp, text)?;
-            fs::rename(&tmp, &copy)?;
+            write_atomic(&copy, text)?;
         }
         let names: Vec<_> = present.iter().filter_map(|p| p.file_name()).collect();
         for entry in fs::read_dir(&self.dir)? {

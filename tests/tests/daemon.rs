@@ -28,12 +28,21 @@ fn daemon_converges_repairs_follows_files_and_leaves_networks_up() {
     let env = AgentEnv::new();
     env.write_config("nat.toml", NAT);
     // A long interval: every repair below must come from an event, not the timer.
-    let mut daemon = env.spawn(&["--interval", "1h"]);
+    let mut daemon = env.spawn(&["--interval", "1h", "--metrics-listen", "127.0.0.1:9477"]);
     let h = env.host();
     let exists = |name: &str| h.ip(&["link", "show", name]).success();
     wait_for("virbr-nat created", WAIT, || exists("virbr-nat"));
     let status = env.run_dir().join("status.json");
     wait_for("status.json written", WAIT, || status.exists());
+
+    // Metrics: the textfile and HTTP (loopback of the test's own namespace).
+    let prom = env.state_dir().join("kvmnet.prom");
+    wait_for("metrics textfile", WAIT, || prom.exists());
+    let http = |path: &str| h.exec("busybox", &["wget", "-qO-", &format!("http://127.0.0.1:9477{path}")]);
+    wait_for("healthz ok", WAIT, || http("/healthz").stdout() == "ok\n");
+    let metrics = http("/metrics").stdout();
+    assert!(metrics.contains("kvmnet_networks{state=\"repaired\"} 1"), "{metrics}");
+    assert!(metrics.contains("kvmnet_drift_total{network=\"nat-network\",resource=\"bridge\"} 1"), "{metrics}");
 
     h.ip_ok(&["link", "del", "virbr-nat"]);
     wait_for("virbr-nat repaired after ip link del", WAIT, || {
