@@ -178,9 +178,12 @@ pub fn run(cli: Cli) -> ExitCode {
 fn init_logging(format: OutputFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KVMNET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, not for journald or files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         OutputFormat::Json => builder.json().init(),
         OutputFormat::Text => builder.init(),

@@ -75,8 +75,6 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         if std::mem::take(&mut first) {
             notify_ready();
         }
-        // Events caused by the pass's own writes are not news.
-        while triggers.try_recv().is_ok() {}
         let delay = match converged {
             Ok(true) => {
                 backoff = BACKOFF_MIN;

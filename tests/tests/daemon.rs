@@ -38,11 +38,22 @@ fn daemon_converges_repairs_follows_files_and_leaves_networks_up() {
     // Metrics: the textfile and HTTP (loopback of the test's own namespace).
     let prom = env.state_dir().join("kvmnet.prom");
     wait_for("metrics textfile", WAIT, || prom.exists());
-    let http = |path: &str| h.exec("busybox", &["wget", "-qO-", &format!("http://127.0.0.1:9477{path}")]);
+    let http = |path: &str| {
+        h.exec(
+            "busybox",
+            &["wget", "-qO-", &format!("http://127.0.0.1:9477{path}")],
+        )
+    };
     wait_for("healthz ok", WAIT, || http("/healthz").stdout() == "ok\n");
     let metrics = http("/metrics").stdout();
-    assert!(metrics.contains("kvmnet_networks{state=\"repaired\"} 1"), "{metrics}");
-    assert!(metrics.contains("kvmnet_drift_total{network=\"nat-network\",resource=\"bridge\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("kvmnet_networks{state=\"repaired\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kvmnet_drift_total{network=\"nat-network\",resource=\"bridge\"} 1"),
+        "{metrics}"
+    );
 
     h.ip_ok(&["link", "del", "virbr-nat"]);
     wait_for("virbr-nat repaired after ip link del", WAIT, || {
@@ -94,4 +105,66 @@ fn daemon_converges_repairs_follows_files_and_leaves_networks_up() {
     again.assert_success();
     let report: serde_json::Value = serde_json::from_str(&again.stdout()).unwrap();
     assert_eq!(report["writes"], 0, "{again}");
+}
+
+#[test]
+fn a_configmap_style_data_symlink_swap_is_picked_up() {
+    let env = AgentEnv::new();
+    let dir = env.config_dir();
+    // Kubernetes ConfigMap / git-sync layout: files behind a `..data` link.
+    let version = |name: &str, text: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("net.toml"), text).unwrap();
+    };
+    version("..v1", NAT);
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/net.toml", dir.join("net.toml")).unwrap();
+    let mut daemon = env.spawn(&["--interval", "1h"]);
+    let h = env.host();
+    let exists = |name: &str| h.ip(&["link", "show", name]).success();
+    wait_for("virbr-nat created", WAIT, || exists("virbr-nat"));
+
+    version("..v2", ISOLATED);
+    std::os::unix::fs::symlink("..v2", dir.join("..data.tmp")).unwrap();
+    std::fs::rename(dir.join("..data.tmp"), dir.join("..data")).unwrap();
+    wait_for("the swap applied", WAIT, || {
+        exists("virbr-iso") && !exists("virbr-nat")
+    });
+    assert!(daemon.is_running(), "{}", daemon.stderr());
+}
+
+#[test]
+fn restart_adopts_everything_with_zero_writes_and_sighup_runs_a_pass() {
+    let env = AgentEnv::new();
+    env.write_config("nat.toml", NAT);
+    let status = env.run_dir().join("status.json");
+    let daemon = env.spawn(&["--interval", "1h"]);
+    wait_for("first pass", WAIT, || status.exists());
+    daemon.signal(Signal::SIGTERM);
+    daemon.stop(WAIT).assert_success();
+    std::fs::remove_file(&status).unwrap();
+
+    let daemon = env.spawn(&["--interval", "1h"]);
+    let report = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&status).unwrap()).unwrap()
+    };
+    wait_for("first pass after restart", WAIT, || status.exists());
+    assert_eq!(
+        report()["writes"],
+        0,
+        "the restart adopted the running network"
+    );
+    let first_time = std::fs::metadata(&status).unwrap().modified().unwrap();
+
+    // SIGHUP: reload now, without waiting for the 1h timer.
+    daemon.signal(Signal::SIGHUP);
+    wait_for("a pass after SIGHUP", WAIT, || {
+        std::fs::metadata(&status).is_ok_and(|m| m.modified().unwrap() > first_time)
+    });
+    let out = daemon.stop(WAIT);
+    assert!(
+        out.stderr().contains("reason=\"SIGHUP\"") || out.stderr().contains("reason=SIGHUP"),
+        "{out}"
+    );
 }
