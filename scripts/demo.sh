@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The agent's main job on a safe default: converge the example networks inside
-# a throwaway network namespace, break things the way operators and other
-# software do, and watch kvmnet find and repair the drift. Nothing outside the
-# namespace is touched; the namespace is deleted at the end (also on Ctrl-C).
+# The agent's main job on a safe default: run the daemon on the example
+# networks inside a throwaway network namespace, break things the way
+# operators and other software do, and watch it find and repair the drift in
+# its own log. Nothing outside the namespace is touched; the namespace (and
+# every process in it) is deleted at the end, also on Ctrl-C.
 # Run as root (network namespaces need it): sudo scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,36 +26,90 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 mkdir -p "$work/config" "$work/state" "$work/run"
-# Every example but the bridged one: it enslaves a physical uplink.
+# Every example but the bridged one, which enslaves a physical uplink.
 for f in examples/*; do
     case "$f" in *bridged*) ;; *) cp "$f" "$work/config/" ;; esac
 done
-
 ip netns add "$ns"
 ip -n "$ns" link set lo up
-run() {
-    echo
-    echo "\$ kvmnet-agent $*"
-    ip netns exec "$ns" "$agent" --config-dir "$work/config" --state-dir "$work/state" \
-        --run-dir "$work/run" "$@" && rc=0 || rc=$?
-    echo "(exit $rc)"
+
+in_ns() { ip netns exec "$ns" "$@"; }
+agent() {
+    in_ns "$agent" --config-dir "$work/config" --state-dir "$work/state" --run-dir "$work/run" "$@"
+}
+mkdir -p "$work/log"
+log="$work/log/agent.log"
+shown=0
+# Prints what the daemon logged since the last call.
+show_log() {
+    local total
+    total=$(wc -l <"$log")
+    if [ "$total" -gt "$shown" ]; then
+        tail -n +"$((shown + 1))" "$log" | head -n "$((total - shown))" | sed 's/^/    agent| /'
+        shown=$total
+    fi
+}
+# Waits (at most 10 s) until a command succeeds.
+wait_until() {
+    for _ in $(seq 100); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    echo "demo: timed out waiting for: $*" >&2
+    return 1
 }
 step() { echo; echo "=== $*"; }
 
-step "validate the files"
-run validate
-step "converge the examples from nothing"
-run --once
-step "a second pass finds everything in sync and writes nothing"
-run --once
-step "break things: delete a bridge, take another down, remove an address, reset ip_forward"
-ip -n "$ns" link del virbr-nat
-ip -n "$ns" link set virbr-routed down
-ip -n "$ns" addr del 192.168.50.1/24 dev virbr-lab
-ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0
-step "--check reports every drift item and exits 2, changing nothing"
-run --check
-step "--once repairs it"
-run --once
-step "desired against observed for one network"
-run show lab
+step "validate the example files"
+agent validate
+
+step "start the daemon (interval 1h: every repair below comes from an event, not the timer)"
+agent --interval 1h >"$log" 2>&1 &
+wait_until test -f "$work/run/status.json"
+sleep 0.3
+show_log
+
+step "break it: delete a bridge by hand (ip link del virbr-nat)"
+in_ns ip link del virbr-nat
+wait_until in_ns ip link show virbr-nat
+sleep 0.5
+show_log
+
+step "break it: reset ip_forward and take a bridge down"
+in_ns sysctl -qw net.ipv4.ip_forward=0
+in_ns ip link set virbr-routed down
+forwarding() { [ "$(in_ns cat /proc/sys/net/ipv4/ip_forward)" = 1 ]; }
+routed_up() { in_ns ip -br link show virbr-routed | grep -q 'UP>'; }
+wait_until routed_up
+if ! forwarding; then
+    # The bridge event's pass repaired ip_forward too, unless it ran before
+    # the sysctl change: a sysctl change sends no event, SIGHUP (systemctl
+    # reload) asks for a pass now.
+    in_ns pkill -HUP -f "^$agent" || true
+fi
+wait_until forwarding
+sleep 0.5
+show_log
+
+step "a typo in a file: the network keeps running from the last good version"
+sed -i 's/mode = "nat"/mode = "nta"/' "$work/config/nat-network.toml"
+sleep 1
+show_log
+
+step "fix the file"
+sed -i 's/mode = "nta"/mode = "nat"/' "$work/config/nat-network.toml"
+sleep 1
+show_log
+
+step "audit: kvmnet-agent --check (exit 0 in sync, 2 drift, 1 error)"
+agent --check && echo "(exit 0)"
+
+step "status and metrics"
+grep -E '"(result|writes)"' "$work/run/status.json" | head -2
+grep -E '^kvmnet_(networks|passes_total)' "$work/state/kvmnet.prom"
+
+step "stop the daemon: the networks stay up"
+in_ns pkill -TERM -f "^$agent" || true
+sleep 0.5
+show_log
+in_ns ip -br link show type bridge

@@ -87,30 +87,37 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
                 delay
             }
         };
-        reason = tokio::select! {
-            _ = tokio::time::sleep(delay) => "timer",
-            Some(trigger) = triggers.recv() => {
-                let mut files = trigger == Trigger::Files;
-                let mut kernel = trigger == Trigger::Kernel;
-                tokio::time::sleep(DEBOUNCE).await;
-                while let Ok(t) = triggers.try_recv() {
-                    files |= t == Trigger::Files;
-                    kernel |= t == Trigger::Kernel;
+        // Wait for the next reason to run a pass; a file event that changed
+        // no content is not one, and keeps the timer running.
+        let deadline = tokio::time::Instant::now() + delay;
+        let next = loop {
+            break tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => Some("timer"),
+                Some(trigger) = triggers.recv() => {
+                    let mut files = trigger == Trigger::Files;
+                    let mut kernel = trigger == Trigger::Kernel;
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while let Ok(t) = triggers.try_recv() {
+                        files |= t == Trigger::Files;
+                        kernel |= t == Trigger::Kernel;
+                    }
+                    if kernel {
+                        Some("kernel event")
+                    } else if files && Some(read_files(&config.config_dir)) == last_files {
+                        continue;
+                    } else {
+                        Some("config change")
+                    }
                 }
-                if kernel {
-                    // A kernel change may concern links the filter could not
-                    // attribute yet; files are re-read by every pass anyway.
-                    "kernel event"
-                } else if files && Some(read_files(&config.config_dir)) == last_files {
-                    continue;
-                } else {
-                    "config change"
-                }
-            }
-            _ = sighup.recv() => "SIGHUP",
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+                _ = sighup.recv() => Some("SIGHUP"),
+                _ = sigterm.recv() => None,
+                _ = sigint.recv() => None,
+            };
         };
+        match next {
+            Some(r) => reason = r,
+            None => break,
+        }
     }
     info!("kvmnet-agent stopping; networks stay up");
     Ok(())
@@ -137,7 +144,7 @@ async fn pass(
     *last_files = Some(read_files(&config.config_dir));
     let desired = &resolved.desired;
     for d in desired.diagnostics() {
-        error!(file = %d.file.display(), position = %d.position(), error = %d.message, "config error; the file's networks are left as they are");
+        error!(file = %d.file.display(), position = %d.position(), error = %d.message, "config error; the file's networks keep their last good version, if any");
     }
     let report = match reconciler.converge(desired).await {
         Ok(report) => report,
@@ -172,35 +179,43 @@ async fn pass(
     Ok(report.exit_code() == 0)
 }
 
+/// One structured event per drift item and per repair; the message is the
+/// same line the text report shows.
 fn log_report(report: &PassReport) {
-    for n in &report.networks {
-        for d in &n.drift {
-            warn!(network = %n.name, resource = %d.resource, object = %d.object, change = ?d.change,
-                field = d.field.as_deref().unwrap_or(""), wanted = d.wanted.as_deref().unwrap_or(""),
-                found = d.found.as_deref().unwrap_or(""), "drift");
+    let host = [(None, &report.host.drift, &report.host.repairs, &Vec::new())];
+    let networks = report
+        .networks
+        .iter()
+        .map(|n| (Some(n.name.as_str()), &n.drift, &n.repairs, &n.errors));
+    for (network, drift, repairs, errors) in networks.chain(host) {
+        for d in drift {
+            warn!(
+                network,
+                resource = %d.resource,
+                object = %d.object,
+                change = ?d.change,
+                field = d.field.as_deref(),
+                wanted = d.wanted.as_deref(),
+                found = d.found.as_deref(),
+                "drift: {d}"
+            );
         }
-        for o in &n.repairs {
+        for o in repairs {
             match &o.result {
                 StepResult::Done => {
-                    info!(network = %n.name, action = %o.action, result = "done", "repair")
+                    info!(network, action = %o.action, result = "done", "repaired: {}", o.action)
                 }
                 StepResult::Failed(e) => {
-                    error!(network = %n.name, action = %o.action, result = "failed", error = %e, "repair")
+                    error!(network, action = %o.action, result = "failed", error = %e, "repair failed: {e}")
                 }
                 StepResult::Skipped(why) => {
-                    warn!(network = %n.name, action = %o.action, result = "skipped", reason = %why, "repair")
+                    warn!(network, action = %o.action, result = "skipped", reason = %why, "repair skipped: {}", o.action)
                 }
             }
         }
-        for e in &n.errors {
-            error!(network = %n.name, error = %e, "network failed");
+        for e in errors {
+            error!(network, error = %e, "network failed: {e}");
         }
-    }
-    for d in &report.host.drift {
-        warn!(resource = %d.resource, object = %d.object, wanted = d.wanted.as_deref().unwrap_or(""), found = d.found.as_deref().unwrap_or(""), "drift");
-    }
-    for o in &report.host.repairs {
-        info!(action = %o.action, result = ?o.result, "repair");
     }
 }
 
