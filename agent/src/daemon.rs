@@ -26,9 +26,14 @@ use crate::plan::ALIAS_PREFIX;
 use crate::reconcile::Reconciler;
 use crate::report::PassReport;
 
-/// File events are collected this long before a pass: editors and git-sync
-/// write several files and renames in a burst.
-const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Triggers are collected until none has come for this long: a bridge
+/// deletion is a burst of netlink messages within microseconds.
+const QUIET_KERNEL: Duration = Duration::from_millis(10);
+/// Editors, Ansible and git-sync write files and renames in bursts a few
+/// milliseconds apart.
+const QUIET_FILES: Duration = Duration::from_millis(40);
+/// A steady stream of triggers still gets a pass this often.
+const QUIET_MAX: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -94,13 +99,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
             break tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => Some("timer"),
                 Some(trigger) = triggers.recv() => {
-                    let mut files = trigger == Trigger::Files;
-                    let mut kernel = trigger == Trigger::Kernel;
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while let Ok(t) = triggers.try_recv() {
-                        files |= t == Trigger::Files;
-                        kernel |= t == Trigger::Kernel;
-                    }
+                    let (files, kernel) = collect_burst(trigger, &mut triggers).await;
                     if kernel {
                         Some("kernel event")
                     } else if files && Some(read_files(&config.config_dir)) == last_files {
@@ -121,6 +120,27 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     }
     info!("kvmnet-agent stopping; networks stay up");
     Ok(())
+}
+
+/// Collects the triggers of one burst, up to a quiet moment: (files, kernel).
+async fn collect_burst(
+    first: Trigger,
+    triggers: &mut mpsc::UnboundedReceiver<Trigger>,
+) -> (bool, bool) {
+    let mut files = first == Trigger::Files;
+    let mut kernel = first == Trigger::Kernel;
+    let give_up = tokio::time::Instant::now() + QUIET_MAX;
+    loop {
+        let quiet = if files { QUIET_FILES } else { QUIET_KERNEL };
+        let until = (tokio::time::Instant::now() + quiet).min(give_up);
+        match tokio::time::timeout_at(until, triggers.recv()).await {
+            Ok(Some(t)) => {
+                files |= t == Trigger::Files;
+                kernel |= t == Trigger::Kernel;
+            }
+            Ok(None) | Err(_) => return (files, kernel),
+        }
+    }
 }
 
 /// One pass: returns Ok(true) when converged.
