@@ -45,9 +45,21 @@ pub async fn apply(
         .collect();
     let mut failed: BTreeSet<Option<String>> = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(steps.len());
-    for step in steps {
-        let result = if failed.contains(&step.network) && step.network.is_some() {
-            StepResult::Skipped("an earlier step of this network failed".into())
+    let mut rest = steps;
+    while let Some(step) = rest.first() {
+        let deletions = rest
+            .iter()
+            .take_while(|s| matches!(s.action, Action::DeleteLink { .. }))
+            .count();
+        if deletions >= 2 {
+            let (batch, tail) = rest.split_at(deletions);
+            let group = free_link_group(snapshot);
+            outcomes.extend(delete_links(netlink, &mut indexes, &failed, batch, group).await);
+            rest = tail;
+            continue;
+        }
+        let result = if is_skipped(&failed, step) {
+            skipped()
         } else {
             match run(netlink, sysctls, &mut indexes, &step.action).await {
                 Ok(()) => StepResult::Done,
@@ -57,13 +69,92 @@ pub async fn apply(
                 }
             }
         };
-        outcomes.push(Outcome {
-            network: step.network.clone(),
-            action: step.action.to_string(),
-            result,
-        });
+        outcomes.push(outcome(step, result));
+        rest = &rest[1..];
     }
     outcomes
+}
+
+fn is_skipped(failed: &BTreeSet<Option<String>>, step: &Step) -> bool {
+    step.network.is_some() && failed.contains(&step.network)
+}
+
+fn skipped() -> StepResult {
+    StepResult::Skipped("an earlier step of this network failed".into())
+}
+
+fn outcome(step: &Step, result: StepResult) -> Outcome {
+    Outcome {
+        network: step.network.clone(),
+        action: step.action.to_string(),
+        result,
+    }
+}
+
+/// The first link group, from one of kvmnet's own ("kvmn"), that no link
+/// of the namespace is in.
+fn free_link_group(snapshot: &Snapshot) -> u32 {
+    let used: BTreeSet<u32> = snapshot.links.iter().map(|l| l.group).collect();
+    (0x6b76_6d6e..)
+        .find(|g| !used.contains(g))
+        .expect("fewer links than groups")
+}
+
+/// Deletes the links of consecutive DeleteLink steps together (a teardown
+/// of many networks); if that fails, one by one, so that each error is
+/// reported with its own network.
+async fn delete_links(
+    netlink: &Netlink,
+    indexes: &mut HashMap<String, u32>,
+    failed: &BTreeSet<Option<String>>,
+    steps: &[Step],
+    group: u32,
+) -> Vec<Outcome> {
+    let name = |step: &Step| match &step.action {
+        Action::DeleteLink { link } => link.clone(),
+        _ => unreachable!("only DeleteLink steps are batched"),
+    };
+    let mut results: Vec<Option<StepResult>> = steps
+        .iter()
+        .map(|s| is_skipped(failed, s).then(skipped))
+        .collect();
+    let names: Vec<String> = steps.iter().map(name).collect();
+    let mut together = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        if results[i].is_none() {
+            match link(indexes, n) {
+                Ok(l) => together.push(l),
+                Err(e) => results[i] = Some(StepResult::Failed(e.to_string())),
+            }
+        }
+    }
+    let all_done = !together.is_empty() && netlink.delete_links(&together, group).await.is_ok();
+    for (i, n) in names.iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
+        results[i] = Some(if all_done {
+            StepResult::Done
+        } else {
+            match link(indexes, n) {
+                Ok(l) => match netlink.delete_link(l).await {
+                    Ok(()) => StepResult::Done,
+                    Err(e) => StepResult::Failed(e.to_string()),
+                },
+                Err(e) => StepResult::Failed(e.to_string()),
+            }
+        });
+    }
+    for (i, n) in names.iter().enumerate() {
+        if results[i] == Some(StepResult::Done) {
+            indexes.remove(n);
+        }
+    }
+    steps
+        .iter()
+        .zip(results)
+        .map(|(step, result)| outcome(step, result.expect("every step has a result")))
+        .collect()
 }
 
 fn link<'a>(indexes: &HashMap<String, u32>, name: &'a str) -> Result<LinkRef<'a>, KernelError> {

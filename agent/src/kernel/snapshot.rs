@@ -36,6 +36,8 @@ pub struct Link {
     pub alias: Option<String>,
     /// Present for bridges only.
     pub bridge: Option<BridgeAttrs>,
+    /// IFLA_GROUP (0 is the default group).
+    pub group: u32,
 }
 
 /// The bridge attributes kvmnet manages.
@@ -219,6 +221,7 @@ fn parse_link(msg: &LinkMessage) -> Link {
         master: None,
         alias: None,
         bridge: None,
+        group: 0,
     };
     for attr in &msg.attributes {
         match attr {
@@ -227,6 +230,7 @@ fn parse_link(msg: &LinkMessage) -> Link {
             LinkAttribute::Address(mac) => link.mac = <[u8; 6]>::try_from(mac.as_slice()).ok(),
             LinkAttribute::Controller(master) => link.master = Some(*master),
             LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
+            LinkAttribute::Group(group) => link.group = *group,
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     match info {

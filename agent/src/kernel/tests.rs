@@ -107,6 +107,7 @@ fn create_bridge_with_all_settings_and_observe_them() {
                     stp: true,
                     forward_delay_cs: 200
                 }),
+                group: 0,
             }
         );
         assert_eq!(snapshot.link_by_index(index), Some(link));
@@ -558,5 +559,29 @@ fn snapshot_time_with_200_bridges() {
             times[times.len() / 2],
             times[times.len() - 1]
         );
+    });
+}
+
+#[test]
+fn delete_links_removes_exactly_the_given_links_together() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect().unwrap();
+        let settings = bridge_settings(false, 0);
+        let doomed = [
+            create_bridge(&nl, "br-del-a", &settings).await,
+            create_bridge(&nl, "br-del-b", &settings).await,
+        ];
+        let kept = create_bridge(&nl, "br-keep", &settings).await;
+        let refs: Vec<LinkRef> = doomed.iter().map(LinkRef::from).collect();
+        let writes = nl.writes();
+
+        nl.delete_links(&refs, 4242).await.unwrap();
+
+        assert_eq!(nl.writes() - writes, 3, "two group changes, one delete");
+        let snapshot = nl.snapshot().await.unwrap();
+        assert!(snapshot.link_by_name("br-del-a").is_none());
+        assert!(snapshot.link_by_name("br-del-b").is_none());
+        let kept_now = snapshot.link_by_name("br-keep").expect("br-keep kept");
+        assert_eq!(kept_now.group, kept.group);
     });
 }

@@ -11,7 +11,7 @@ use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::{
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressProtocol},
-    link::{BridgeStpState, InfoKind, LinkMessage},
+    link::{BridgeStpState, InfoKind, LinkAttribute, LinkMessage},
     route::{RouteMessage, RouteProtocol, RouteScope},
 };
 use rtnetlink::{
@@ -256,6 +256,31 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| KernelError::netlink(format!("delete link {link}"), e))
+    }
+
+    /// Deletes `links` in one kernel transaction: each is put in `group`,
+    /// then the group is deleted by one RTM_DELLINK. The kernel unregisters
+    /// them together and waits for one RCU grace period instead of one per
+    /// link (a bridge deletion costs some 20-40 ms otherwise). `group` must
+    /// be one no other link of the namespace is in.
+    pub async fn delete_links(&self, links: &[LinkRef<'_>], group: u32) -> Result<()> {
+        let grouped = links.iter().map(|&link| {
+            let msg = LinkUnspec::new_with_index(link.index)
+                .link_group(group)
+                .build();
+            self.change_link(format!("put {link} in link group {group}"), msg)
+        });
+        futures_util::future::try_join_all(grouped).await?;
+        self.count_write();
+        let mut request = self.sockets.links.link().del(0);
+        request
+            .message_mut()
+            .attributes
+            .push(LinkAttribute::Group(group));
+        request
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(format!("delete link group {group}"), e))
     }
 
     /// Adds an address, tagged IFA_PROTO [`RTPROT_KVMNET`] (ignored by

@@ -52,6 +52,7 @@ fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link
         master: None,
         alias: alias.map(Into::into),
         bridge: None,
+        group: 0,
     }
 }
 

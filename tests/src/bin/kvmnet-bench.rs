@@ -108,6 +108,7 @@ struct Row {
     noop_writes: u64,
     check: Duration,
     teardown: Duration,
+    teardown_floor: Duration,
     repair: (Duration, Duration),
     file_change: (Duration, Duration),
     rss_kib: u64,
@@ -242,9 +243,12 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 /// The floor: the same bridges and addresses made by one `ip -batch`, a
-/// comparable ruleset by one `nft -f`, and N dnsmasq started concurrently.
-fn measure_floor(o: &Options, n: usize) -> Duration {
-    let mut times = vec![];
+/// comparable ruleset by one `nft -f`, and N dnsmasq started concurrently;
+/// and for teardown, the bridges deleted by one `ip link del group` (the
+/// kernel's fastest way: one unregister batch) after the table.
+/// Returns (converge floor, teardown floor).
+fn measure_floor(o: &Options, n: usize) -> (Duration, Duration) {
+    let (mut times, mut teardowns) = (vec![], vec![]);
     for _ in 0..o.tries {
         let ns = Netns::new("floor");
         let dir = tempfile::tempdir().unwrap();
@@ -255,7 +259,7 @@ fn measure_floor(o: &Options, n: usize) -> Duration {
         );
         for i in 0..n {
             let (a, b) = (i / 256, i % 256);
-            let _ = writeln!(batch, "link add kvb{i} type bridge stp_state 0\nlink set kvb{i} mtu 1500 up\naddr add 10.{a}.{b}.1/24 dev kvb{i}");
+            let _ = writeln!(batch, "link add kvb{i} type bridge stp_state 0\nlink set kvb{i} mtu 1500 group 77 up\naddr add 10.{a}.{b}.1/24 dev kvb{i}");
             let _ = writeln!(nft, "  iifname \"kvb{i}\" oifname \"kvb{i}\" accept\n  iifname \"kvb{i}\" ip saddr 10.{a}.{b}.0/24 accept\n  oifname \"kvb{i}\" ip daddr 10.{a}.{b}.0/24 ct state established,related accept\n  iifname \"kvb{i}\" reject\n  oifname \"kvb{i}\" reject");
         }
         nft.push_str(" }\n chain post { type nat hook postrouting priority 100;\n");
@@ -276,7 +280,7 @@ fn measure_floor(o: &Options, n: usize) -> Duration {
                 let (a, b) = (i / 256, i % 256);
                 let conf = dir.path().join(format!("d{i}.conf"));
                 let text = format!(
-                    "strict-order\nbind-dynamic\nexcept-interface=lo\ninterface=kvb{i}\n\
+                    "strict-order\nno-resolv\nbind-dynamic\nexcept-interface=lo\ninterface=kvb{i}\n\
                      dhcp-range=10.{a}.{b}.10,10.{a}.{b}.250,255.255.255.0\ndhcp-no-override\n\
                      dhcp-authoritative\npid-file={}\ndhcp-leasefile={}\n",
                     dir.path().join(format!("d{i}.pid")).display(),
@@ -306,9 +310,14 @@ fn measure_floor(o: &Options, n: usize) -> Duration {
             c.wait().expect("dnsmasq started");
         }
         times.push(start.elapsed());
+
+        let start = Instant::now();
+        ns.exec_ok("nft", &["delete", "table", "inet", "floor"]);
+        ns.exec_ok("ip", &["link", "del", "group", "77"]);
+        teardowns.push(start.elapsed());
         // Dropping the namespace kills the dnsmasq instances, untimed.
     }
-    median(times)
+    (median(times), median(teardowns))
 }
 
 fn main() {
@@ -328,7 +337,7 @@ fn main() {
     for &n in &o.sizes {
         eprintln!("measuring N = {n} ...");
         let (converge, noop, noop_writes, check, teardown) = measure_once_paths(&o, n);
-        let floor = measure_floor(&o, n);
+        let (floor, teardown_floor) = measure_floor(&o, n);
         let (repair, file_change, rss_kib, idle_cpu_percent) = measure_daemon(&o, n);
         rows.push(Row {
             n,
@@ -338,6 +347,7 @@ fn main() {
             noop_writes,
             check,
             teardown,
+            teardown_floor,
             repair,
             file_change,
             rss_kib,
@@ -346,7 +356,7 @@ fn main() {
     }
 
     println!(
-        "{:>5} {:>10} {:>9} {:>6} {:>9} {:>6} {:>9} {:>10} {:>14} {:>14} {:>8} {:>9}",
+        "{:>5} {:>10} {:>9} {:>6} {:>9} {:>6} {:>9} {:>10} {:>10} {:>14} {:>14} {:>8} {:>9}",
         "N",
         "converge",
         "floor",
@@ -355,6 +365,7 @@ fn main() {
         "writes",
         "check",
         "teardown",
+        "td floor",
         "repair p50/95",
         "file p50/95",
         "RSS MiB",
@@ -362,7 +373,7 @@ fn main() {
     );
     for r in &rows {
         println!(
-            "{:>5} {:>8}ms {:>7}ms {:>6.2} {:>7}ms {:>6} {:>7}ms {:>8}ms {:>14} {:>14} {:>8.1} {:>8.3}%",
+            "{:>5} {:>8}ms {:>7}ms {:>6.2} {:>7}ms {:>6} {:>7}ms {:>8}ms {:>8}ms {:>14} {:>14} {:>8.1} {:>8.3}%",
             r.n,
             ms(r.converge),
             ms(r.floor),
@@ -371,6 +382,7 @@ fn main() {
             r.noop_writes,
             ms(r.check),
             ms(r.teardown),
+            ms(r.teardown_floor),
             format!("{}/{}ms", ms(r.repair.0), ms(r.repair.1)),
             format!("{}/{}ms", ms(r.file_change.0), ms(r.file_change.1)),
             r.rss_kib as f64 / 1024.0,
