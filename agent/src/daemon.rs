@@ -45,13 +45,18 @@ pub struct DaemonConfig {
 enum Trigger {
     Files,
     Kernel,
+    /// A dnsmasq instance exited.
+    Dnsmasq,
 }
 
 /// Runs until SIGTERM or SIGINT. Networks stay up when the daemon stops, like
 /// libvirt's networks when libvirtd stops; the next start adopts them.
 pub async fn run(config: DaemonConfig) -> Result<(), String> {
-    let reconciler = Arc::new(Reconciler::connect().map_err(|e| e.to_string())?);
+    let reconciler = Arc::new(
+        Reconciler::connect(&config.run_dir, &config.state_dir).map_err(|e| e.to_string())?,
+    );
     let (tx, mut triggers) = mpsc::unbounded_channel();
+    watch_dnsmasq_exits(&reconciler, tx.clone());
     let _watcher = watch_config_dir(&config.config_dir, tx.clone())?;
     spawn_kernel_events(tx, Arc::clone(&reconciler))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -96,12 +101,16 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
                 Some(trigger) = triggers.recv() => {
                     let mut files = trigger == Trigger::Files;
                     let mut kernel = trigger == Trigger::Kernel;
+                    let mut dnsmasq = trigger == Trigger::Dnsmasq;
                     tokio::time::sleep(DEBOUNCE).await;
                     while let Ok(t) = triggers.try_recv() {
                         files |= t == Trigger::Files;
                         kernel |= t == Trigger::Kernel;
+                        dnsmasq |= t == Trigger::Dnsmasq;
                     }
-                    if kernel {
+                    if dnsmasq {
+                        Some("dnsmasq exit")
+                    } else if kernel {
                         Some("kernel event")
                     } else if files && Some(read_files(&config.config_dir)) == last_files {
                         continue;
@@ -306,6 +315,15 @@ fn watch_config_dir(
             .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     }
     Ok(watcher)
+}
+
+/// A dnsmasq exit (one the daemon started, or an adopted one, watched by
+/// pidfd) triggers a pass that restarts it if it is still wanted.
+fn watch_dnsmasq_exits(reconciler: &Reconciler, tx: mpsc::UnboundedSender<Trigger>) {
+    reconciler.on_dnsmasq_exit(Arc::new(move |network: &str| {
+        warn!(network, "dnsmasq exited");
+        let _ = tx.send(Trigger::Dnsmasq);
+    }));
 }
 
 /// Forwards kernel events that concern kvmnet's links and routes.
