@@ -226,3 +226,166 @@ fn quote(line: Option<&str>) -> String {
         None => "(end of file)".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(conf: &str, hosts: &str) -> Rendered {
+        Rendered {
+            conf: conf.into(),
+            hosts: hosts.into(),
+            addn_hosts: String::new(),
+        }
+    }
+
+    fn running(pid: i32, f: &Rendered) -> ObservedInstance {
+        ObservedInstance {
+            pid: Some(pid),
+            conf: Some(f.conf.clone()),
+            hosts: Some(f.hosts.clone()),
+            addn_hosts: Some(f.addn_hosts.clone()),
+        }
+    }
+
+    struct Case {
+        wanted: BTreeMap<String, Rendered>,
+        observed: BTreeMap<String, ObservedInstance>,
+        untouched: BTreeSet<String>,
+        desired: BTreeSet<String>,
+        prune: bool,
+    }
+
+    impl Case {
+        fn new() -> Case {
+            Case {
+                wanted: BTreeMap::new(),
+                observed: BTreeMap::new(),
+                untouched: BTreeSet::new(),
+                desired: BTreeSet::new(),
+                prune: true,
+            }
+        }
+
+        fn want(mut self, network: &str, f: &Rendered) -> Case {
+            self.wanted.insert(network.into(), f.clone());
+            self.desired.insert(network.into());
+            self
+        }
+
+        fn found(mut self, network: &str, o: ObservedInstance) -> Case {
+            self.observed.insert(network.into(), o);
+            self
+        }
+
+        fn plan(&self) -> DnsPlan {
+            let bridges = self
+                .wanted
+                .keys()
+                .map(|n| (n.clone(), format!("br-{n}")))
+                .collect();
+            plan(&Inputs {
+                wanted: &self.wanted,
+                bridges: &bridges,
+                observed: &self.observed,
+                untouched: &self.untouched,
+                desired: &self.desired,
+                prune: self.prune,
+            })
+        }
+    }
+
+    #[test]
+    fn in_sync_instance_plans_nothing() {
+        let f = files("interface=br-a\n", "52:54:00:00:00:01,10.0.0.10\n");
+        let p = Case::new().want("a", &f).found("a", running(7, &f)).plan();
+        assert_eq!(p, DnsPlan::default());
+    }
+
+    #[test]
+    fn dead_instance_is_started_with_its_leases_kept() {
+        let f = files("interface=br-a\n", "");
+        let dead = ObservedInstance {
+            pid: None,
+            ..running(7, &f)
+        };
+        let p = Case::new().want("a", &f).found("a", dead).plan();
+        assert_eq!(p.drift.len(), 1);
+        assert_eq!(p.drift[0].to_string(), "+ dnsmasq a on br-a: missing");
+        assert_eq!(
+            p.actions,
+            [DnsAction::Start {
+                network: "a".into(),
+                files: f
+            }]
+        );
+    }
+
+    #[test]
+    fn config_change_restarts_and_says_which_line() {
+        let old = files("interface=br-a\ndhcp-range=10.0.0.2,10.0.0.99\n", "");
+        let new = files("interface=br-a\ndhcp-range=10.0.0.2,10.0.0.199\n", "");
+        let p = Case::new()
+            .want("a", &new)
+            .found("a", running(7, &old))
+            .plan();
+        assert_eq!(
+            p.drift[0].to_string(),
+            "~ dnsmasq a on br-a config: wanted \"dhcp-range=10.0.0.2,10.0.0.199\", found \"dhcp-range=10.0.0.2,10.0.0.99\""
+        );
+        assert!(matches!(p.actions[..], [DnsAction::Restart { pid: 7, .. }]));
+    }
+
+    #[test]
+    fn hosts_change_reloads_the_same_process() {
+        let old = files("interface=br-a\n", "52:54:00:00:00:01,10.0.0.10\n");
+        let new = files("interface=br-a\n", "52:54:00:00:00:01,10.0.0.20\n");
+        let p = Case::new()
+            .want("a", &new)
+            .found("a", running(7, &old))
+            .plan();
+        assert_eq!(p.drift.len(), 1);
+        assert_eq!(p.drift[0].field.as_deref(), Some("dhcp-hosts"));
+        assert!(matches!(p.actions[..], [DnsAction::Reload { pid: 7, .. }]));
+    }
+
+    #[test]
+    fn stray_instances_stop_only_when_safe() {
+        let f = files("interface=br-old\n", "");
+        let case = Case::new().found("old", running(9, &f));
+        let p = case.plan();
+        assert_eq!(
+            p.drift[0].to_string(),
+            "- dnsmasq old: not in the desired state"
+        );
+        assert_eq!(
+            p.actions,
+            [DnsAction::Stop {
+                network: "old".into(),
+                pid: Some(9)
+            }]
+        );
+        // A rejected file may still define it: nothing is pruned.
+        let keep = Case {
+            prune: false,
+            ..Case::new().found("old", running(9, &f))
+        };
+        assert_eq!(keep.plan(), DnsPlan::default());
+        // A desired network that no longer wants dnsmasq stops it even then.
+        let mut quiet = Case {
+            prune: false,
+            ..Case::new().found("old", running(9, &f))
+        };
+        quiet.desired.insert("old".into());
+        assert_eq!(quiet.plan().actions.len(), 1);
+    }
+
+    #[test]
+    fn untouched_networks_keep_what_runs() {
+        let f = files("interface=br-a\n", "");
+        let mut case = Case::new().want("a", &f).found("b", running(9, &f));
+        case.untouched.insert("a".into());
+        case.untouched.insert("b".into());
+        assert_eq!(case.plan(), DnsPlan::default());
+    }
+}

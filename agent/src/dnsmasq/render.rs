@@ -220,3 +220,148 @@ fn addn_hosts_file(net: &DesiredNetwork) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! Golden files: `agent/tests/golden/dnsmasq/<case>.{conf,hostsfile,addnhosts}`.
+    //! After an intended change, regenerate them with `KVMNET_BLESS=1 cargo
+    //! test -p kvmnet dnsmasq::render` and review the diff.
+
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::dnsmasq::paths::Dirs;
+    use crate::model::NetworksFile;
+
+    fn network(toml_text: &str) -> DesiredNetwork {
+        let file: NetworksFile = toml::from_str(toml_text).unwrap();
+        let (name, spec) = file.networks.into_iter().next().unwrap();
+        DesiredNetwork::new(&name, Path::new("t.toml"), spec)
+    }
+
+    fn render_case(toml_text: &str) -> Option<Rendered> {
+        let net = network(toml_text);
+        let dirs = Dirs::new(Path::new("/run/kvmnet"), Path::new("/var/lib/kvmnet"));
+        render(&net, &dirs.instance(&net.name), "dnsmasq")
+    }
+
+    fn golden_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/dnsmasq")
+    }
+
+    #[track_caller]
+    fn assert_golden(case: &str, toml_text: &str) {
+        let r = render_case(toml_text).expect("the network runs dnsmasq");
+        let files = [
+            ("conf", &r.conf),
+            ("hostsfile", &r.hosts),
+            ("addnhosts", &r.addn_hosts),
+        ];
+        for (ext, text) in files {
+            let path = golden_dir().join(format!("{case}.{ext}"));
+            if std::env::var_os("KVMNET_BLESS").is_some() {
+                std::fs::create_dir_all(golden_dir()).unwrap();
+                std::fs::write(&path, text).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (bless with KVMNET_BLESS=1)", path.display()));
+            assert_eq!(text, &want, "{} differs", path.display());
+        }
+    }
+
+    #[test]
+    fn nat_with_domain_forwarders_hosts_mtu_and_infinite_leases() {
+        assert_golden(
+            "nat",
+            r#"
+[networks.nat-network]
+mode = "nat"
+bridge = { name = "virbr-nat", mtu = 9000 }
+dns = { domain = "nat.test", forwarders = ["9.9.9.9", "/corp.example/10.0.0.53#5353"], hosts = [{ ip = "192.168.10.200", names = ["svc", "svc2"] }] }
+[[networks.nat-network.ip]]
+address = "192.168.10.1/24"
+dhcp.ranges = [{ start = "192.168.10.2", end = "192.168.10.99" }, { start = "192.168.10.150", end = "192.168.10.199" }]
+dhcp.hosts = [{ name = "myhost", ip = "192.168.10.10", mac = "52:54:00:f4:6a:43" }, { name = "byname", ip = "192.168.10.11" }]
+dhcp.lease = "infinite"
+"#,
+        );
+    }
+
+    #[test]
+    fn isolated_offers_no_route_and_forwards_no_query() {
+        assert_golden(
+            "isolated",
+            r#"
+[networks.iso]
+mode = "isolated"
+bridge = { name = "virbr-iso" }
+dns = { forwarders = ["9.9.9.9"] }
+[[networks.iso.ip]]
+address = "192.168.30.1/24"
+dhcp.ranges = [{ start = "192.168.30.2", end = "192.168.30.254" }]
+dhcp.lease = "2h"
+[[networks.iso.ip]]
+address = "fd00:30::1/64"
+dhcp.ranges = [{ start = "fd00:30::100", end = "fd00:30::1ff" }]
+"#,
+        );
+    }
+
+    #[test]
+    fn routed_dual_stack_with_ipv6_reservation() {
+        assert_golden(
+            "route-ipv6",
+            r#"
+[networks.routed]
+mode = "route"
+bridge = { name = "virbr-routed" }
+[[networks.routed.ip]]
+address = "192.168.20.1/24"
+dhcp.ranges = [{ start = "192.168.20.2", end = "192.168.20.254" }]
+[[networks.routed.ip]]
+address = "fd00:20::1/64"
+dhcp.ranges = [{ start = "fd00:20::100", end = "fd00:20::1ff" }]
+dhcp.hosts = [{ name = "web", ip = "fd00:20::10" }]
+"#,
+        );
+    }
+
+    #[test]
+    fn dns_disabled_keeps_dhcp_on_static_hosts_only() {
+        assert_golden(
+            "dhcp-only",
+            r#"
+[networks.open]
+mode = "open"
+dns = { enable = false }
+[[networks.open.ip]]
+address = "192.168.40.1/24"
+dhcp.hosts = [{ mac = "52:54:00:00:40:10", ip = "192.168.40.10" }]
+"#,
+        );
+    }
+
+    #[test]
+    fn dns_only_without_dhcp() {
+        assert_golden(
+            "dns-only",
+            r#"
+[networks.open]
+mode = "open"
+[[networks.open.ip]]
+address = "192.168.40.1/24"
+"#,
+        );
+    }
+
+    #[test]
+    fn no_instance_for_bridge_mode_no_address_or_nothing_to_serve() {
+        let bridged =
+            "[networks.b]\nmode = \"bridge\"\n[[networks.b.ip]]\naddress = \"192.168.1.2/24\"\n";
+        assert_eq!(render_case(bridged), None);
+        assert_eq!(render_case("[networks.n]\nmode = \"nat\"\n"), None);
+        let silent = "[networks.n]\nmode = \"nat\"\ndns = { enable = false }\n[[networks.n.ip]]\naddress = \"192.168.1.1/24\"\n";
+        assert_eq!(render_case(silent), None);
+    }
+}
