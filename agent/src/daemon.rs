@@ -56,7 +56,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         Reconciler::connect(&config.run_dir, &config.state_dir).map_err(|e| e.to_string())?,
     );
     let (tx, mut triggers) = mpsc::unbounded_channel();
-    watch_dnsmasq_exits(&reconciler, tx.clone());
+    let _dnsmasq_logs = watch_dnsmasq(&reconciler, tx.clone());
     let _watcher = watch_config_dir(&config.config_dir, tx.clone())?;
     spawn_kernel_events(tx, Arc::clone(&reconciler))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -318,12 +318,20 @@ fn watch_config_dir(
 }
 
 /// A dnsmasq exit (one the daemon started, or an adopted one, watched by
-/// pidfd) triggers a pass that restarts it if it is still wanted.
-fn watch_dnsmasq_exits(reconciler: &Reconciler, tx: mpsc::UnboundedSender<Trigger>) {
+/// pidfd) triggers a pass that restarts it if it is still wanted. Its log
+/// lines are forwarded while the returned watcher lives.
+fn watch_dnsmasq(
+    reconciler: &Reconciler,
+    tx: mpsc::UnboundedSender<Trigger>,
+) -> Option<notify::RecommendedWatcher> {
     reconciler.on_dnsmasq_exit(Arc::new(move |network: &str| {
         warn!(network, "dnsmasq exited");
         let _ = tx.send(Trigger::Dnsmasq);
     }));
+    reconciler
+        .follow_dnsmasq_logs()
+        .inspect_err(|e| warn!(error = %e, "dnsmasq's log lines stay in their files only"))
+        .ok()
 }
 
 /// Forwards kernel events that concern kvmnet's links and routes.

@@ -50,6 +50,11 @@ impl Reconciler {
         self.dnsmasq.on_exit(hook);
     }
 
+    /// The daemon follows dnsmasq's logs while the watcher lives.
+    pub fn follow_dnsmasq_logs(&self) -> std::result::Result<notify::RecommendedWatcher, String> {
+        self.dnsmasq.follow_logs()
+    }
+
     /// dnsmasq drift and actions; networks the kernel plan cannot converge
     /// keep whatever runs.
     fn dnsmasq_plan(&self, desired: &DesiredState, plan: &Plan) -> DnsPlan {

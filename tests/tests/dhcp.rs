@@ -1,7 +1,11 @@
 //! DHCP and DNS with real dnsmasq: guests (vm namespaces on the bridge) take
 //! leases with busybox udhcpc and resolve names with busybox nslookup.
 
-use kvmnet_e2e::{attach_to_bridge, dhcp_lease, resolve, AgentEnv, CmdOutput, Netns};
+use std::time::Duration;
+
+use kvmnet_e2e::{
+    attach_to_bridge, dhcp_lease, resolve, wait_for_value, AgentEnv, CmdOutput, Netns, Signal,
+};
 
 /// Three networks, one per mode that routes differently. STP off: a new
 /// port forwards at once, so the first DHCP request is not lost.
@@ -220,4 +224,38 @@ fn hosts_change_reloads_range_change_restarts_and_a_second_pass_adopts() {
     env.run(&["--once"]).assert_success();
     assert!(!env.run_dir().join("dnsmasq/nat.conf").exists());
     assert!(!running(new_pid), "dnsmasq of a removed network still runs");
+}
+
+#[test]
+fn daemon_restarts_an_adopted_and_its_own_dnsmasq_when_killed_and_logs_its_lines() {
+    let env = AgentEnv::new();
+    env.write_config("nets.toml", NETWORKS);
+    env.run(&["--once"]).assert_success();
+    let adopted = dnsmasq_pid(&env, "nat");
+    // A long interval: the restarts below must come from the exit watch.
+    let daemon = env.spawn(&["--interval", "1h"]);
+    let status = env.run_dir().join("status.json");
+    let wait = Duration::from_secs(10);
+    wait_for_value("first pass", wait, || status.exists().then_some(()));
+    let restarted = |old: i32| {
+        wait_for_value(&format!("dnsmasq {old} replaced"), wait, || {
+            let pid = std::fs::read_to_string(env.run_dir().join("dnsmasq/nat.pid")).ok()?;
+            let pid: i32 = pid.trim().parse().ok()?;
+            (pid != old && running(pid)).then_some(pid)
+        })
+    };
+    env.host().exec_ok("kill", &["-KILL", &adopted.to_string()]);
+    let own = restarted(adopted);
+    env.host().exec_ok("kill", &["-KILL", &own.to_string()]);
+    restarted(own);
+
+    daemon.signal(Signal::SIGTERM);
+    let out = daemon.stop(wait);
+    let log = out.stderr();
+    assert!(log.contains("dnsmasq exit"), "exit triggers a pass: {out}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("network=\"nat\"") && l.contains("]: started, version")),
+        "dnsmasq's lines are forwarded with the network: {out}"
+    );
 }

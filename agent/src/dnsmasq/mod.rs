@@ -5,6 +5,7 @@
 //! dnsmasq; `leases` parses its lease file for `kvmnet-agent leases`.
 
 pub mod leases;
+pub mod logs;
 pub mod paths;
 pub mod plan;
 pub mod process;

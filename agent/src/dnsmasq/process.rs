@@ -108,6 +108,12 @@ impl Supervisor {
             .collect()
     }
 
+    /// Daemon: follows the instances' logs into the agent's (see `logs`).
+    pub fn follow_logs(&self) -> Result<notify::RecommendedWatcher, String> {
+        self.prepare_dirs()?;
+        super::logs::follow(&self.dirs.state)
+    }
+
     /// Writes the files and starts dnsmasq; returns once it reports
     /// "started", or why it did not.
     pub async fn start(&self, network: &str, files: &Rendered) -> Result<i32, String> {
