@@ -95,7 +95,7 @@ mod tests {
         write!(file, "one\ntw").unwrap();
         let mut offset = 0;
         assert_eq!(read_new_lines(&path, &mut offset), ["one"]);
-        write!(file, "o\n").unwrap();
+        writeln!(file, "o").unwrap();
         assert_eq!(read_new_lines(&path, &mut offset), ["two"]);
         assert!(read_new_lines(&path, &mut offset).is_empty());
         std::fs::write(&path, "new\n").unwrap();
