@@ -259,3 +259,23 @@ fn daemon_restarts_an_adopted_and_its_own_dnsmasq_when_killed_and_logs_its_lines
         "dnsmasq's lines are forwarded with the network: {out}"
     );
 }
+
+#[test]
+fn a_port_held_by_another_process_is_reported_plainly() {
+    let env = AgentEnv::new();
+    env.write_config("nets.toml", NETWORKS);
+    // A DNS server of someone else's, on every address of the host.
+    let _squatter = env.host().spawn("busybox", &["nc", "-l", "-p", "53"]);
+    wait_for_value("the squatter listening", Duration::from_secs(5), || {
+        let listening = env.host().exec("busybox", &["netstat", "-ltn"]).stdout();
+        listening.contains(":53 ").then_some(())
+    });
+    let out = env.run(&["--once"]);
+    out.assert_code(1);
+    assert!(
+        out.stdout().contains(
+            "FAILED: nat: port 53 (DNS) on 192.168.60.1 is already held by another process"
+        ),
+        "{out}"
+    );
+}

@@ -411,8 +411,13 @@ pub(crate) fn explain_exit(status: &str, log: &str, paths: &InstancePaths) -> St
         } else {
             "53 (DNS)"
         };
+        // "failed to create listening socket for ADDR: ..." names the address.
+        let address = line
+            .split_once("socket for ")
+            .and_then(|(_, rest)| rest.split_once(": "))
+            .map_or("the bridge's address", |(addr, _)| addr);
         return format!(
-            "port {port} on the bridge's address is already held by another process; stop it or disable that service of this network ({})",
+            "port {port} on {address} is already held by another process; stop it, or disable that service of this network ({})",
             line.trim()
         );
     }
@@ -449,7 +454,7 @@ mod tests {
             &paths,
         );
         assert!(
-            dns.starts_with("port 53 (DNS) on the bridge's address is already held"),
+            dns.starts_with("port 53 (DNS) on 192.168.10.1 is already held by another process"),
             "{dns}"
         );
         let dhcp = explain_exit(
@@ -457,7 +462,10 @@ mod tests {
             "dnsmasq: failed to bind DHCP server socket: Address already in use\n",
             &paths,
         );
-        assert!(dhcp.starts_with("port 67 (DHCP)"), "{dhcp}");
+        assert!(
+            dhcp.starts_with("port 67 (DHCP) on the bridge's address is already held"),
+            "{dhcp}"
+        );
         let other = explain_exit("exit status: 1", "dnsmasq: bad option at line 3\n", &paths);
         assert_eq!(
             other,
