@@ -35,7 +35,7 @@ impl Supervisor {
         let mut bridges = BTreeMap::new();
         for net in desired.networks.values() {
             let paths = self.dirs().instance(&net.name);
-            if let Some(files) = render::render(net, &paths, self.user()) {
+            if let Some(files) = render::render(net, &paths, self.run_as()) {
                 wanted.insert(net.name.clone(), files);
                 bridges.insert(net.name.clone(), net.bridge.clone());
             }

@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::{Pid, User};
+use nix::unistd::{chown, Gid, Group, Pid, User};
 use tokio::time::Instant;
 
 use crate::files::write_atomic;
 
 use super::paths::{Dirs, InstancePaths};
 use super::plan::ObservedInstance;
-use super::render::Rendered;
+use super::render::{Rendered, RunAs};
 
 /// How long a start may take to report "started", and a stop to finish.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,7 +33,9 @@ pub type ExitHook = Arc<dyn Fn(&str) + Send + Sync>;
 /// The dnsmasq instances under one run and state directory.
 pub struct Supervisor {
     dirs: Dirs,
-    user: String,
+    run_as: RunAs,
+    /// The group of `run_as`: it may read the run directory, nobody else.
+    group: Option<Gid>,
     writes: AtomicU64,
     on_exit: Mutex<Option<ExitHook>>,
     /// Pids whose exit is being watched (daemon only).
@@ -42,9 +44,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(run_dir: &Path, state_dir: &Path) -> Supervisor {
+        let (run_as, group) = dnsmasq_user();
         Supervisor {
             dirs: Dirs::new(run_dir, state_dir),
-            user: dnsmasq_user(),
+            run_as,
+            group,
             writes: AtomicU64::new(0),
             on_exit: Mutex::new(None),
             watched: Arc::default(),
@@ -55,8 +59,8 @@ impl Supervisor {
         &self.dirs
     }
 
-    pub fn user(&self) -> &str {
-        &self.user
+    pub fn run_as(&self) -> &RunAs {
+        &self.run_as
     }
 
     /// Files written, processes started and signals sent so far.
@@ -230,11 +234,15 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Run directory readable by the dnsmasq user (it re-reads the hosts
-    /// files after dropping root); state directory private to root (dnsmasq
-    /// opens its lease file and log before dropping root).
+    /// Run directory readable by the dnsmasq user's group only (dnsmasq
+    /// re-reads the hosts files after dropping root); state directory private
+    /// to root (dnsmasq opens its lease file and log before dropping root).
     fn prepare_dirs(&self) -> Result<(), String> {
-        for (dir, mode) in [(&self.dirs.run, 0o755), (&self.dirs.state, 0o700)] {
+        let run_mode = if self.group.is_some() { 0o750 } else { 0o755 };
+        for (dir, mode, group) in [
+            (&self.dirs.run, run_mode, self.group),
+            (&self.dirs.state, 0o700, None),
+        ] {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(mode)
@@ -242,6 +250,10 @@ impl Supervisor {
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| format!("cannot set permissions of {}: {e}", dir.display()))?;
+            if group.is_some() {
+                chown(dir.as_path(), None, group)
+                    .map_err(|e| format!("cannot set the group of {}: {e}", dir.display()))?;
+            }
         }
         Ok(())
     }
@@ -339,11 +351,26 @@ fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
 
 /// The account dnsmasq runs as: `dnsmasq` (Debian's dnsmasq-base creates
 /// it), else `nobody`.
-fn dnsmasq_user() -> String {
-    match User::from_name("dnsmasq") {
-        Ok(Some(_)) => "dnsmasq".to_string(),
-        _ => "nobody".to_string(),
-    }
+fn dnsmasq_user() -> (RunAs, Option<Gid>) {
+    let user = ["dnsmasq", "nobody"]
+        .into_iter()
+        .find_map(|name| User::from_name(name).ok().flatten());
+    let Some(user) = user else {
+        let run_as = RunAs {
+            user: "nobody".into(),
+            group: None,
+        };
+        return (run_as, None);
+    };
+    let group = Group::from_gid(user.gid).ok().flatten().map(|g| g.name);
+    let gid = group.is_some().then_some(user.gid);
+    (
+        RunAs {
+            user: user.name,
+            group,
+        },
+        gid,
+    )
 }
 
 fn conf_arg(paths: &InstancePaths) -> String {

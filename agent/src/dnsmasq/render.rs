@@ -31,20 +31,28 @@ pub fn wants_dnsmasq(net: &DesiredNetwork) -> bool {
     spec.mode != Mode::Bridge && !spec.ip.is_empty() && (dns || dhcp)
 }
 
-/// Renders the instance of `net`, or `None` when it needs none. `user` is
-/// the account dnsmasq drops its privileges to.
-pub fn render(net: &DesiredNetwork, paths: &InstancePaths, user: &str) -> Option<Rendered> {
+/// The account dnsmasq drops root for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    /// Its primary group: without it dnsmasq takes the group `dip`, which
+    /// may not read the run directory.
+    pub group: Option<String>,
+}
+
+/// Renders the instance of `net`, or `None` when it needs none.
+pub fn render(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> Option<Rendered> {
     if !wants_dnsmasq(net) {
         return None;
     }
     Some(Rendered {
-        conf: conf(net, paths, user),
+        conf: conf(net, paths, run_as),
         hosts: hosts_file(net),
         addn_hosts: addn_hosts_file(net),
     })
 }
 
-fn conf(net: &DesiredNetwork, paths: &InstancePaths, user: &str) -> String {
+fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
     let spec = &net.spec;
     let isolated = spec.mode == Mode::Isolated;
     let dns = spec.dns.clone().unwrap_or_default();
@@ -58,7 +66,10 @@ fn conf(net: &DesiredNetwork, paths: &InstancePaths, user: &str) -> String {
         net.name
     ));
     line("strict-order");
-    line(&format!("user={user}"));
+    line(&format!("user={}", run_as.user));
+    if let Some(group) = &run_as.group {
+        line(&format!("group={group}"));
+    }
     // The agent tracks the pid itself; no pid file in /run/dnsmasq.
     line("pid-file=");
     // Logs go to stderr, which the agent sends to its log file.
@@ -242,7 +253,11 @@ mod tests {
     fn render_case(toml_text: &str) -> Option<Rendered> {
         let net = network(toml_text);
         let dirs = Dirs::new(Path::new("/run/kvmnet"), Path::new("/var/lib/kvmnet"));
-        render(&net, &dirs.instance(&net.name), "dnsmasq")
+        let run_as = RunAs {
+            user: "dnsmasq".into(),
+            group: Some("nogroup".into()),
+        };
+        render(&net, &dirs.instance(&net.name), &run_as)
     }
 
     fn golden_dir() -> PathBuf {
