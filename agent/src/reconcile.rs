@@ -6,8 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::apply::apply;
-use crate::apply::StepResult;
+use crate::apply::{apply, StepResult};
 use crate::desired::DesiredState;
 use crate::dnsmasq::{self, DnsPlan};
 use crate::kernel::sysctl::Sysctls;

@@ -247,11 +247,22 @@ fn daemon_restarts_an_adopted_and_its_own_dnsmasq_when_killed_and_logs_its_lines
     env.host().exec_ok("kill", &["-KILL", &adopted.to_string()]);
     let own = restarted(adopted);
     env.host().exec_ok("kill", &["-KILL", &own.to_string()]);
-    restarted(own);
+    let again = restarted(own);
+    // A restart for a new range: an exit the daemon caused, not reported.
+    env.write_config(
+        "nets.toml",
+        &NETWORKS.replace("192.168.60.150", "192.168.60.160"),
+    );
+    restarted(again);
 
     daemon.signal(Signal::SIGTERM);
     let out = daemon.stop(wait);
     let log = out.stderr();
+    assert_eq!(
+        log.matches("dnsmasq exited").count(),
+        2,
+        "each kill, and only a kill, is noticed: {out}"
+    );
     assert!(log.contains("dnsmasq exit"), "exit triggers a pass: {out}");
     assert!(
         log.lines()

@@ -189,6 +189,11 @@ impl Supervisor {
             return Ok(());
         }
         self.writes.fetch_add(1, Ordering::Relaxed);
+        // An exit the agent causes is no reason for another pass.
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid);
         let group = Pid::from_raw(pid);
         killpg(group, Signal::SIGTERM)
             .or_else(|_| kill(group, Signal::SIGTERM))
@@ -277,7 +282,8 @@ impl Supervisor {
             .clone()
     }
 
-    /// Marks `pid` as watched; false when it already was.
+    /// Marks `pid` as watched; false when it already was. Its exit is
+    /// reported only while it stays marked.
     fn claim(&self, pid: i32) -> bool {
         self.watched
             .lock()
@@ -296,11 +302,14 @@ impl Supervisor {
         let network = network.to_string();
         tokio::spawn(async move {
             let _ = child.wait().await;
-            watched
+            // Not when the agent stopped it itself (it unwatched it first).
+            if watched
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&pid);
-            hook(&network);
+                .remove(&pid)
+            {
+                hook(&network);
+            }
         });
     }
 
@@ -329,11 +338,14 @@ impl Supervisor {
             if let Ok(fd) = registered {
                 let _ = fd.readable().await;
             }
-            watched
+            // Not when the agent stopped it itself (it unwatched it first).
+            if watched
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&pid);
-            hook(&network);
+                .remove(&pid)
+            {
+                hook(&network);
+            }
         });
     }
 }
