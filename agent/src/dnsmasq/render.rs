@@ -156,9 +156,16 @@ fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
     }
     if dhcp_v6 {
         line("enable-ra");
-        if isolated {
-            // Router lifetime 0: guests take addresses but no default route.
-            line(&format!("ra-param={},0,0", net.bridge));
+        // The MTU, and for isolated networks a router lifetime of 0: guests
+        // take addresses but no default route. Interval 0 keeps the default.
+        let mtu = spec
+            .bridge
+            .mtu
+            .map(|m| format!(",mtu:{m}"))
+            .unwrap_or_default();
+        let lifetime = if isolated { ",0" } else { "" };
+        if !mtu.is_empty() || isolated {
+            line(&format!("ra-param={}{mtu},0{lifetime}", net.bridge));
         }
     }
     if dns.enable {
@@ -324,13 +331,13 @@ dhcp.ranges = [{ start = "fd00:30::100", end = "fd00:30::1ff" }]
     }
 
     #[test]
-    fn routed_dual_stack_with_ipv6_reservation() {
+    fn routed_dual_stack_with_ipv6_reservation_and_mtu() {
         assert_golden(
             "route-ipv6",
             r#"
 [networks.routed]
 mode = "route"
-bridge = { name = "virbr-routed" }
+bridge = { name = "virbr-routed", mtu = 9000 }
 [[networks.routed.ip]]
 address = "192.168.20.1/24"
 dhcp.ranges = [{ start = "192.168.20.2", end = "192.168.20.254" }]
