@@ -221,8 +221,24 @@ fn hosts_change_reloads_range_change_restarts_and_a_second_pass_adopts() {
     let new_pid = dnsmasq_pid(&env, "nat");
     let without_nat = &NETWORKS[NETWORKS.find("[networks.routed]").unwrap()..];
     env.write_config("nets.toml", without_nat);
-    env.run(&["--once"]).assert_success();
+    let check = env.run(&["--check"]);
+    check.assert_code(2);
+    assert!(
+        check
+            .stdout()
+            .contains("- dnsmasq nat: not in the desired state"),
+        "a stray instance is drift: {check}"
+    );
+    let once = env.run(&["--once"]);
+    once.assert_success();
+    assert!(
+        once.stdout().contains(&format!(
+            "done: stop dnsmasq of nat (pid {new_pid}) and remove its files"
+        )),
+        "{once}"
+    );
     assert!(!env.run_dir().join("dnsmasq/nat.conf").exists());
+    assert!(!env.state_dir().join("dnsmasq/nat.leases").exists());
     assert!(!running(new_pid), "dnsmasq of a removed network still runs");
 }
 
