@@ -107,6 +107,12 @@ pub enum Command {
         /// Only this network.
         network: Option<String>,
     },
+    /// DHCP leases of each network (dynamic and static), like virsh
+    /// net-dhcp-leases.
+    Leases {
+        /// Only this network.
+        network: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,6 +158,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Show { network }) => block_on(show_command(&cli.global, network.as_deref())),
+        Some(Command::Leases { network }) => leases_command(&cli.global, network.as_deref()),
         None => {
             init_logging(cli.global.log_format);
             let config = DaemonConfig {
@@ -221,7 +228,7 @@ async fn pass_command(global: &GlobalOptions, kind: PassKind) -> ExitCode {
     };
     let desired = &resolved.desired;
     let result = async {
-        let reconciler = Reconciler::connect()?;
+        let reconciler = Reconciler::connect(&global.run_dir, &global.state_dir)?;
         match kind {
             PassKind::Check => reconciler.check(desired).await,
             PassKind::Converge => reconciler.converge(desired).await,
@@ -259,7 +266,7 @@ async fn show_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    let observed = match Reconciler::connect() {
+    let observed = match Reconciler::connect(&global.run_dir, &global.state_dir) {
         Ok(r) => r.observe(&desired).await,
         Err(e) => Err(e),
     };
@@ -285,6 +292,50 @@ async fn show_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode
             out(&(serde_json::to_string_pretty(&views).expect("views serialize") + "\n"))
         }
         OutputFormat::Text => out(&show::to_text(&views)),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Reads each network's lease file (a missing one has no leases).
+fn leases_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode {
+    use crate::dnsmasq::{leases, paths::Dirs, table};
+    let desired = match load_desired(global) {
+        Ok(r) => r.desired,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(name) = network.filter(|n| !desired.networks.contains_key(*n)) {
+        eprintln!(
+            "error: no network named {name:?} in {}",
+            global.config_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let dirs = Dirs::new(&global.run_dir, &global.state_dir);
+    let mut rows = Vec::new();
+    for net in desired
+        .networks
+        .values()
+        .filter(|n| network.is_none_or(|name| n.name == name))
+    {
+        let path = dirs.instance(&net.name).leases;
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        rows.extend(table::rows(net, &leases::parse(&text)));
+    }
+    match global.output {
+        OutputFormat::Json => {
+            out(&(serde_json::to_string_pretty(&rows).expect("leases serialize") + "\n"))
+        }
+        OutputFormat::Text => out(&table::to_text(&rows)),
     }
     ExitCode::SUCCESS
 }

@@ -50,13 +50,18 @@ pub struct DaemonConfig {
 enum Trigger {
     Files,
     Kernel,
+    /// A dnsmasq instance exited.
+    Dnsmasq,
 }
 
 /// Runs until SIGTERM or SIGINT. Networks stay up when the daemon stops, like
 /// libvirt's networks when libvirtd stops; the next start adopts them.
 pub async fn run(config: DaemonConfig) -> Result<(), String> {
-    let reconciler = Arc::new(Reconciler::connect().map_err(|e| e.to_string())?);
+    let reconciler = Arc::new(
+        Reconciler::connect(&config.run_dir, &config.state_dir).map_err(|e| e.to_string())?,
+    );
     let (tx, mut triggers) = mpsc::unbounded_channel();
+    let _dnsmasq_logs = watch_dnsmasq(&reconciler, tx.clone());
     let _watcher = watch_config_dir(&config.config_dir, tx.clone())?;
     spawn_kernel_events(tx, Arc::clone(&reconciler))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -99,10 +104,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
             break tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => Some("timer"),
                 Some(trigger) = triggers.recv() => {
-                    let (files, kernel) = collect_burst(trigger, &mut triggers).await;
-                    if kernel {
+                    let burst = collect_burst(trigger, &mut triggers).await;
+                    if burst.dnsmasq {
+                        Some("dnsmasq exit")
+                    } else if burst.kernel {
                         Some("kernel event")
-                    } else if files && Some(read_files(&config.config_dir)) == last_files {
+                    } else if burst.files && Some(read_files(&config.config_dir)) == last_files {
                         continue;
                     } else {
                         Some("config change")
@@ -122,23 +129,39 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Collects the triggers of one burst, up to a quiet moment: (files, kernel).
-async fn collect_burst(
-    first: Trigger,
-    triggers: &mut mpsc::UnboundedReceiver<Trigger>,
-) -> (bool, bool) {
-    let mut files = first == Trigger::Files;
-    let mut kernel = first == Trigger::Kernel;
+/// The kinds of trigger seen in one burst.
+#[derive(Debug, Default)]
+struct Burst {
+    files: bool,
+    kernel: bool,
+    dnsmasq: bool,
+}
+
+impl Burst {
+    fn add(&mut self, trigger: Trigger) {
+        match trigger {
+            Trigger::Files => self.files = true,
+            Trigger::Kernel => self.kernel = true,
+            Trigger::Dnsmasq => self.dnsmasq = true,
+        }
+    }
+}
+
+/// Collects the triggers of one burst, up to a quiet moment.
+async fn collect_burst(first: Trigger, triggers: &mut mpsc::UnboundedReceiver<Trigger>) -> Burst {
+    let mut burst = Burst::default();
+    burst.add(first);
     let give_up = tokio::time::Instant::now() + QUIET_MAX;
     loop {
-        let quiet = if files { QUIET_FILES } else { QUIET_KERNEL };
+        let quiet = if burst.files {
+            QUIET_FILES
+        } else {
+            QUIET_KERNEL
+        };
         let until = (tokio::time::Instant::now() + quiet).min(give_up);
         match tokio::time::timeout_at(until, triggers.recv()).await {
-            Ok(Some(t)) => {
-                files |= t == Trigger::Files;
-                kernel |= t == Trigger::Kernel;
-            }
-            Ok(None) | Err(_) => return (files, kernel),
+            Ok(Some(t)) => burst.add(t),
+            Ok(None) | Err(_) => return burst,
         }
     }
 }
@@ -326,6 +349,23 @@ fn watch_config_dir(
             .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     }
     Ok(watcher)
+}
+
+/// A dnsmasq exit (one the daemon started, or an adopted one, watched by
+/// pidfd) triggers a pass that restarts it if it is still wanted. Its log
+/// lines are forwarded while the returned watcher lives.
+fn watch_dnsmasq(
+    reconciler: &Reconciler,
+    tx: mpsc::UnboundedSender<Trigger>,
+) -> Option<notify::RecommendedWatcher> {
+    reconciler.on_dnsmasq_exit(Arc::new(move |network: &str| {
+        warn!(network, "dnsmasq exited");
+        let _ = tx.send(Trigger::Dnsmasq);
+    }));
+    reconciler
+        .follow_dnsmasq_logs()
+        .inspect_err(|e| warn!(error = %e, "dnsmasq's log lines stay in their files only"))
+        .ok()
 }
 
 /// Forwards kernel events that concern kvmnet's links and routes.

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod daemon;
 pub mod desired;
 pub mod diagnostic;
+pub mod dnsmasq;
 pub mod files;
 pub mod http;
 pub mod kernel;

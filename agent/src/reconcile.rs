@@ -2,11 +2,13 @@
 //! report (design §5). The same pass serves `--check` (stops after the plan),
 //! `--once` and the daemon.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
 use std::sync::Mutex;
 
-use crate::apply::apply;
+use crate::apply::{apply, StepResult};
 use crate::desired::DesiredState;
+use crate::dnsmasq::{self, DnsPlan};
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
 use crate::observe::{observe, Observed};
@@ -20,21 +22,43 @@ pub struct Reconciler {
     /// Indexes of the links kvmnet owned at the last observation, so that
     /// kernel events can be filtered to what concerns us.
     owned: Mutex<HashSet<u32>>,
+    /// The networks' dnsmasq instances, under the run and state directories.
+    dnsmasq: dnsmasq::Supervisor,
 }
 
 impl Reconciler {
-    /// Connects to the network namespace of the calling thread.
-    pub fn connect() -> Result<Reconciler> {
+    /// Connects to the network namespace of the calling thread; dnsmasq's
+    /// files live under `run_dir` and `state_dir`.
+    pub fn connect(run_dir: &Path, state_dir: &Path) -> Result<Reconciler> {
         Ok(Reconciler {
             netlink: Netlink::connect()?,
             sysctls: Sysctls::new(),
             owned: Mutex::default(),
+            dnsmasq: dnsmasq::Supervisor::new(run_dir, state_dir),
         })
     }
 
-    /// Kernel writes made so far.
+    /// Writes made so far: kernel objects, sysctls, dnsmasq files, processes
+    /// and signals.
     pub fn writes(&self) -> u64 {
-        self.netlink.writes() + self.sysctls.writes()
+        self.netlink.writes() + self.sysctls.writes() + self.dnsmasq.writes()
+    }
+
+    /// The daemon's hook: `hook(network)` runs when a dnsmasq exits.
+    pub fn on_dnsmasq_exit(&self, hook: dnsmasq::process::ExitHook) {
+        self.dnsmasq.on_exit(hook);
+    }
+
+    /// The daemon follows dnsmasq's logs while the watcher lives.
+    pub fn follow_dnsmasq_logs(&self) -> std::result::Result<notify::RecommendedWatcher, String> {
+        self.dnsmasq.follow_logs()
+    }
+
+    /// dnsmasq drift and actions; networks the kernel plan cannot converge
+    /// keep whatever runs.
+    fn dnsmasq_plan(&self, desired: &DesiredState, plan: &Plan) -> DnsPlan {
+        let untouched: BTreeSet<String> = plan.failures.iter().map(|f| f.network.clone()).collect();
+        self.dnsmasq.plan(desired, &untouched, desired.complete)
     }
 
     pub async fn observe(&self, desired: &DesiredState) -> Result<Observed> {
@@ -73,7 +97,8 @@ impl Reconciler {
     /// Drift audit: changes nothing.
     pub async fn check(&self, desired: &DesiredState) -> Result<PassReport> {
         let observed = self.observe(desired).await?;
-        let plan = Self::plan(desired, &observed);
+        let mut plan = Self::plan(desired, &observed);
+        plan.drift.extend(self.dnsmasq_plan(desired, &plan).drift);
         Ok(PassReport::build(
             PassKind::Check,
             desired,
@@ -88,8 +113,10 @@ impl Reconciler {
     pub async fn converge(&self, desired: &DesiredState) -> Result<PassReport> {
         let writes_before = self.writes();
         let observed = self.observe(desired).await?;
-        let plan = Self::plan(desired, &observed);
-        if plan.steps.is_empty() {
+        let mut plan = Self::plan(desired, &observed);
+        let dns = self.dnsmasq_plan(desired, &plan);
+        plan.drift.extend(dns.drift.iter().cloned());
+        if plan.steps.is_empty() && dns.actions.is_empty() {
             return Ok(PassReport::build(
                 PassKind::Converge,
                 desired,
@@ -99,8 +126,18 @@ impl Reconciler {
                 0,
             ));
         }
-        let outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
-        let verify = Self::plan(desired, &self.observe(desired).await?);
+        let mut outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
+        // dnsmasq after the kernel steps: it serves the bridge and its address.
+        let no_bridge: BTreeSet<String> = outcomes
+            .iter()
+            .filter(|o| o.result != StepResult::Done)
+            .filter_map(|o| o.network.clone())
+            .collect();
+        outcomes.extend(self.dnsmasq.apply(&dns.actions, &no_bridge).await);
+        let mut verify = Self::plan(desired, &self.observe(desired).await?);
+        verify
+            .drift
+            .extend(self.dnsmasq_plan(desired, &verify).drift);
         let writes = self.writes() - writes_before;
         Ok(PassReport::build(
             PassKind::Converge,

@@ -21,6 +21,7 @@
 
 mod agent;
 mod cmd;
+mod dhcp;
 mod link;
 mod netns;
 mod traffic;
@@ -28,6 +29,7 @@ mod wait;
 
 pub use agent::{agent_bin, AgentEnv};
 pub use cmd::{Background, CmdOutput};
+pub use dhcp::{dhcp_lease, resolve, DhcpLease};
 pub use link::{attach_to_bridge, veth};
 pub use netns::{require_root, Netns};
 pub use nix::sys::signal::Signal;

@@ -416,6 +416,23 @@ fn unchanged_namespace_gives_equal_snapshots_and_no_write() {
         nl.add_address((&link).into(), ip("fd00:30::1"), 64)
             .await
             .unwrap();
+        // The kernel adds the local /128 route of an IPv6 address from a
+        // work queue, after duplicate address detection (even when DAD is
+        // off): wait for it, or the namespace is still changing (this test
+        // used to fail about 1 run in 40).
+        let local: ipnet::IpNet = "fd00:30::1/128".parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !nl
+            .snapshot()
+            .await
+            .unwrap()
+            .routes
+            .iter()
+            .any(|r| r.destination == local)
+        {
+            assert!(Instant::now() < deadline, "no local route for fd00:30::1");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let writes = nl.writes();
         let first = assert_send(nl.snapshot()).await.unwrap();
         let second = nl.snapshot().await.unwrap();

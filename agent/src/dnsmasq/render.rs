@@ -1,0 +1,389 @@
+//! Rendering: a network's dnsmasq configuration, static hosts file and DNS
+//! hosts file, as a pure function of the desired network. The configuration
+//! text decides whether a change needs a restart; the two hosts files are
+//! re-read on SIGHUP.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::desired::DesiredNetwork;
+use crate::model::{DhcpConfig, LeaseTime, Mode};
+
+use super::paths::InstancePaths;
+
+/// The files of one dnsmasq instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// `--conf-file`: any change restarts dnsmasq.
+    pub conf: String,
+    /// `dhcp-hostsfile`: static reservations, re-read on SIGHUP.
+    pub hosts: String,
+    /// `addn-hosts`: DNS names, re-read on SIGHUP.
+    pub addn_hosts: String,
+}
+
+/// Whether the network runs a dnsmasq: a bridge of ours with an address,
+/// serving DHCP on some subnet or DNS (on unless disabled).
+pub fn wants_dnsmasq(net: &DesiredNetwork) -> bool {
+    let spec = &net.spec;
+    let dns = spec.dns.as_ref().is_none_or(|d| d.enable);
+    let dhcp = spec.ip.iter().any(|ip| ip.dhcp.is_some());
+    spec.mode != Mode::Bridge && !spec.ip.is_empty() && (dns || dhcp)
+}
+
+/// The account dnsmasq drops root for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    /// Its primary group: without it dnsmasq takes the group `dip`, which
+    /// may not read the run directory.
+    pub group: Option<String>,
+}
+
+/// Renders the instance of `net`, or `None` when it needs none.
+pub fn render(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> Option<Rendered> {
+    if !wants_dnsmasq(net) {
+        return None;
+    }
+    Some(Rendered {
+        conf: conf(net, paths, run_as),
+        hosts: hosts_file(net),
+        addn_hosts: addn_hosts_file(net),
+    })
+}
+
+fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
+    let spec = &net.spec;
+    let isolated = spec.mode == Mode::Isolated;
+    let dns = spec.dns.clone().unwrap_or_default();
+    let mut c = String::new();
+    let mut line = |text: &str| {
+        c.push_str(text);
+        c.push('\n');
+    };
+    line(&format!(
+        "# kvmnet-agent: dnsmasq of network {}. Generated; edits are overwritten.",
+        net.name
+    ));
+    line("strict-order");
+    line(&format!("user={}", run_as.user));
+    if let Some(group) = &run_as.group {
+        line(&format!("group={group}"));
+    }
+    // The agent tracks the pid itself; no pid file in /run/dnsmasq.
+    line("pid-file=");
+    // Logs go to stderr, which the agent sends to its log file.
+    line("log-facility=-");
+    // Listen on the bridge only, and keep listening when its addresses
+    // change (bind-dynamic, unlike bind-interfaces, copes with an IPv6
+    // address still in duplicate address detection).
+    line("bind-dynamic");
+    line(&format!("interface={}", net.bridge));
+    line("except-interface=lo");
+    if dns.enable {
+        if let Some(domain) = &dns.domain {
+            line(&format!("domain={domain}"));
+            line(&format!("local=/{domain}/"));
+            line("expand-hosts");
+        }
+        if isolated || !dns.forwarders.is_empty() {
+            // Isolated: no query leaves the network. Else: the given
+            // forwarders, never the host's resolv.conf.
+            line("no-resolv");
+        }
+        if !isolated {
+            for f in &dns.forwarders {
+                line(&format!("server={f}"));
+            }
+        }
+    } else {
+        line("port=0");
+    }
+    let mut lease_max: u128 = 0;
+    let mut dhcp_v6 = false;
+    for ip in &spec.ip {
+        let Some(dhcp) = &ip.dhcp else { continue };
+        let prefix = ip.address.0.prefix_len();
+        for range in &dhcp.ranges {
+            let mask = match ip.address.0 {
+                ipnet::IpNet::V4(v4) => v4.netmask().to_string(),
+                ipnet::IpNet::V6(_) => {
+                    dhcp_v6 = true;
+                    prefix.to_string()
+                }
+            };
+            line(&format!(
+                "dhcp-range={},{},{mask},{}",
+                range.start,
+                range.end,
+                lease_time(dhcp)
+            ));
+            lease_max = lease_max.saturating_add(range_size(range.start, range.end));
+        }
+        if dhcp.ranges.is_empty() && !dhcp.hosts.is_empty() {
+            // Static reservations only: dnsmasq serves them on a "static" range.
+            let start = ip.address.0.network();
+            let mask = match ip.address.0 {
+                ipnet::IpNet::V4(v4) => v4.netmask().to_string(),
+                ipnet::IpNet::V6(_) => {
+                    dhcp_v6 = true;
+                    prefix.to_string()
+                }
+            };
+            line(&format!(
+                "dhcp-range={start},static,{mask},{}",
+                lease_time(dhcp)
+            ));
+        }
+        lease_max = lease_max.saturating_add(dhcp.hosts.len() as u128);
+    }
+    if lease_max > 0 {
+        line("dhcp-no-override");
+        line("dhcp-authoritative");
+        line(&format!(
+            "dhcp-lease-max={}",
+            lease_max.min(u128::from(u32::MAX))
+        ));
+        line(&format!("dhcp-hostsfile={}", paths.hosts.display()));
+        line(&format!("dhcp-leasefile={}", paths.leases.display()));
+        if isolated {
+            // An empty router option: guests get no default route.
+            line("dhcp-option=3");
+        }
+        if let Some(mtu) = spec.bridge.mtu {
+            line(&format!("dhcp-option=option:mtu,{mtu}"));
+        }
+    }
+    if dhcp_v6 {
+        line("enable-ra");
+        // The MTU, and for isolated networks a router lifetime of 0: guests
+        // take addresses but no default route. Interval 0 keeps the default.
+        let mtu = spec
+            .bridge
+            .mtu
+            .map(|m| format!(",mtu:{m}"))
+            .unwrap_or_default();
+        let lifetime = if isolated { ",0" } else { "" };
+        if !mtu.is_empty() || isolated {
+            line(&format!("ra-param={}{mtu},0{lifetime}", net.bridge));
+        }
+    }
+    if dns.enable {
+        line(&format!("addn-hosts={}", paths.addn_hosts.display()));
+    }
+    c
+}
+
+fn lease_time(dhcp: &DhcpConfig) -> String {
+    match dhcp.lease {
+        None => "1h".to_string(),
+        Some(LeaseTime::Infinite) => "infinite".to_string(),
+        // dnsmasq takes seconds, or a number with one unit.
+        Some(LeaseTime::Finite(d)) => d.as_secs().to_string(),
+    }
+}
+
+/// Addresses in `start..=end` (validation ensures start <= end, same family).
+fn range_size(start: IpAddr, end: IpAddr) -> u128 {
+    let n = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    n(end).saturating_sub(n(start)).saturating_add(1)
+}
+
+/// `dhcp-hostsfile`: `MAC,IP[,NAME]` for IPv4, `[IPv6][,NAME]` keyed by
+/// name for IPv6 (or `NAME,IP` when there is no MAC).
+fn hosts_file(net: &DesiredNetwork) -> String {
+    let mut out = String::new();
+    for ip in &net.spec.ip {
+        let Some(dhcp) = &ip.dhcp else { continue };
+        for host in &dhcp.hosts {
+            let addr = match host.ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            // DHCPv6 clients are known by their DUID, not their MAC.
+            let fields: Vec<String> = match host.mac.filter(|_| host.ip.is_ipv4()) {
+                Some(mac) => [Some(mac.to_string()), Some(addr), host.name.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                None => [host.name.clone(), Some(addr)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            };
+            let _ = writeln!(out, "{}", fields.join(","));
+        }
+    }
+    out
+}
+
+/// `addn-hosts`: `IP NAME...` for `dns.hosts`, then the named static hosts,
+/// so that a reserved guest resolves before it has ever taken a lease.
+fn addn_hosts_file(net: &DesiredNetwork) -> String {
+    let mut out = String::new();
+    if let Some(dns) = &net.spec.dns {
+        for host in &dns.hosts {
+            let _ = writeln!(out, "{} {}", host.ip, host.names.join(" "));
+        }
+    }
+    for ip in &net.spec.ip {
+        for host in ip.dhcp.iter().flat_map(|d| &d.hosts) {
+            if let Some(name) = &host.name {
+                let _ = writeln!(out, "{} {name}", host.ip);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    //! Golden files: `agent/tests/golden/dnsmasq/<case>.{conf,hostsfile,addnhosts}`.
+    //! After an intended change, regenerate them with `KVMNET_BLESS=1 cargo
+    //! test -p kvmnet dnsmasq::render` and review the diff.
+
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::dnsmasq::paths::Dirs;
+    use crate::model::NetworksFile;
+
+    fn network(toml_text: &str) -> DesiredNetwork {
+        let file: NetworksFile = toml::from_str(toml_text).unwrap();
+        let (name, spec) = file.networks.into_iter().next().unwrap();
+        DesiredNetwork::new(&name, Path::new("t.toml"), spec)
+    }
+
+    fn render_case(toml_text: &str) -> Option<Rendered> {
+        let net = network(toml_text);
+        let dirs = Dirs::new(Path::new("/run/kvmnet"), Path::new("/var/lib/kvmnet"));
+        let run_as = RunAs {
+            user: "dnsmasq".into(),
+            group: Some("nogroup".into()),
+        };
+        render(&net, &dirs.instance(&net.name), &run_as)
+    }
+
+    fn golden_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/dnsmasq")
+    }
+
+    #[track_caller]
+    fn assert_golden(case: &str, toml_text: &str) {
+        let r = render_case(toml_text).expect("the network runs dnsmasq");
+        let files = [
+            ("conf", &r.conf),
+            ("hostsfile", &r.hosts),
+            ("addnhosts", &r.addn_hosts),
+        ];
+        for (ext, text) in files {
+            let path = golden_dir().join(format!("{case}.{ext}"));
+            if std::env::var_os("KVMNET_BLESS").is_some() {
+                std::fs::create_dir_all(golden_dir()).unwrap();
+                std::fs::write(&path, text).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (bless with KVMNET_BLESS=1)", path.display()));
+            assert_eq!(text, &want, "{} differs", path.display());
+        }
+    }
+
+    #[test]
+    fn nat_with_domain_forwarders_hosts_mtu_and_infinite_leases() {
+        assert_golden(
+            "nat",
+            r#"
+[networks.nat-network]
+mode = "nat"
+bridge = { name = "virbr-nat", mtu = 9000 }
+dns = { domain = "nat.test", forwarders = ["9.9.9.9", "/corp.example/10.0.0.53#5353"], hosts = [{ ip = "192.168.10.200", names = ["svc", "svc2"] }] }
+[[networks.nat-network.ip]]
+address = "192.168.10.1/24"
+dhcp.ranges = [{ start = "192.168.10.2", end = "192.168.10.99" }, { start = "192.168.10.150", end = "192.168.10.199" }]
+dhcp.hosts = [{ name = "myhost", ip = "192.168.10.10", mac = "52:54:00:f4:6a:43" }, { name = "byname", ip = "192.168.10.11" }]
+dhcp.lease = "infinite"
+"#,
+        );
+    }
+
+    #[test]
+    fn isolated_offers_no_route_and_forwards_no_query() {
+        assert_golden(
+            "isolated",
+            r#"
+[networks.iso]
+mode = "isolated"
+bridge = { name = "virbr-iso" }
+dns = { forwarders = ["9.9.9.9"] }
+[[networks.iso.ip]]
+address = "192.168.30.1/24"
+dhcp.ranges = [{ start = "192.168.30.2", end = "192.168.30.254" }]
+dhcp.lease = "2h"
+[[networks.iso.ip]]
+address = "fd00:30::1/64"
+dhcp.ranges = [{ start = "fd00:30::100", end = "fd00:30::1ff" }]
+"#,
+        );
+    }
+
+    #[test]
+    fn routed_dual_stack_with_ipv6_reservation_and_mtu() {
+        assert_golden(
+            "route-ipv6",
+            r#"
+[networks.routed]
+mode = "route"
+bridge = { name = "virbr-routed", mtu = 9000 }
+[[networks.routed.ip]]
+address = "192.168.20.1/24"
+dhcp.ranges = [{ start = "192.168.20.2", end = "192.168.20.254" }]
+[[networks.routed.ip]]
+address = "fd00:20::1/64"
+dhcp.ranges = [{ start = "fd00:20::100", end = "fd00:20::1ff" }]
+dhcp.hosts = [{ name = "web", ip = "fd00:20::10" }]
+"#,
+        );
+    }
+
+    #[test]
+    fn dns_disabled_keeps_dhcp_on_static_hosts_only() {
+        assert_golden(
+            "dhcp-only",
+            r#"
+[networks.open]
+mode = "open"
+dns = { enable = false }
+[[networks.open.ip]]
+address = "192.168.40.1/24"
+dhcp.hosts = [{ mac = "52:54:00:00:40:10", ip = "192.168.40.10" }]
+"#,
+        );
+    }
+
+    #[test]
+    fn dns_only_without_dhcp() {
+        assert_golden(
+            "dns-only",
+            r#"
+[networks.open]
+mode = "open"
+[[networks.open.ip]]
+address = "192.168.40.1/24"
+"#,
+        );
+    }
+
+    #[test]
+    fn no_instance_for_bridge_mode_no_address_or_nothing_to_serve() {
+        let bridged =
+            "[networks.b]\nmode = \"bridge\"\n[[networks.b.ip]]\naddress = \"192.168.1.2/24\"\n";
+        assert_eq!(render_case(bridged), None);
+        assert_eq!(render_case("[networks.n]\nmode = \"nat\"\n"), None);
+        let silent = "[networks.n]\nmode = \"nat\"\ndns = { enable = false }\n[[networks.n.ip]]\naddress = \"192.168.1.1/24\"\n";
+        assert_eq!(render_case(silent), None);
+    }
+}
