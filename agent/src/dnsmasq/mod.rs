@@ -20,6 +20,10 @@ use crate::apply::{Outcome, StepResult};
 use crate::desired::DesiredState;
 
 pub use plan::{DnsAction, DnsPlan};
+
+/// Where the host's nameservers, the upstream of networks without
+/// forwarders, are read from.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
 pub use process::Supervisor;
 
 impl Supervisor {
@@ -33,9 +37,14 @@ impl Supervisor {
     ) -> DnsPlan {
         let mut wanted = BTreeMap::new();
         let mut bridges = BTreeMap::new();
+        // Read once per pass: a change of the host's resolvers is passed on
+        // by the next pass (a SIGHUP, no restart).
+        let host_resolvers = std::fs::read_to_string(RESOLV_CONF)
+            .map(|text| render::parse_resolv_conf(&text))
+            .unwrap_or_default();
         for net in desired.networks.values() {
             let paths = self.dirs().instance(&net.name);
-            if let Some(files) = render::render(net, &paths, self.run_as()) {
+            if let Some(files) = render::render(net, &paths, self.run_as(), &host_resolvers) {
                 wanted.insert(net.name.clone(), files);
                 bridges.insert(net.name.clone(), net.bridge.clone());
             }

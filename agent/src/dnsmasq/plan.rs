@@ -1,7 +1,8 @@
 //! Diff and plan for dnsmasq instances: a pure function of the wanted
 //! instances (rendered files) and the observed ones. The configuration text
-//! decides between a restart and a SIGHUP: only the two hosts files are
-//! re-read on SIGHUP, so a change there keeps the process and its leases.
+//! decides between a restart and a SIGHUP: only the two hosts files and the
+//! servers file are re-read on SIGHUP, so a change there keeps the process
+//! and its leases.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -18,6 +19,7 @@ pub struct ObservedInstance {
     pub conf: Option<String>,
     pub hosts: Option<String>,
     pub addn_hosts: Option<String>,
+    pub servers: Option<String>,
 }
 
 impl ObservedInstance {
@@ -145,6 +147,7 @@ pub fn plan(inputs: &Inputs) -> DnsPlan {
         let hosts = [
             ("dhcp-hosts", &files.hosts, &found.hosts),
             ("dns-hosts", &files.addn_hosts, &found.addn_hosts),
+            ("dns-servers", &files.servers, &found.servers),
         ];
         let mut stale = false;
         for (field, wanted, found) in hosts {
@@ -236,6 +239,7 @@ mod tests {
             conf: conf.into(),
             hosts: hosts.into(),
             addn_hosts: String::new(),
+            servers: String::new(),
         }
     }
 
@@ -245,6 +249,7 @@ mod tests {
             conf: Some(f.conf.clone()),
             hosts: Some(f.hosts.clone()),
             addn_hosts: Some(f.addn_hosts.clone()),
+            servers: Some(f.servers.clone()),
         }
     }
 

@@ -106,6 +106,7 @@ impl Supervisor {
                     conf: std::fs::read_to_string(&paths.conf).ok(),
                     hosts: std::fs::read_to_string(&paths.hosts).ok(),
                     addn_hosts: std::fs::read_to_string(&paths.addn_hosts).ok(),
+                    servers: std::fs::read_to_string(&paths.servers).ok(),
                 };
                 (network, instance)
             })
@@ -224,6 +225,7 @@ impl Supervisor {
             &paths.conf,
             &paths.hosts,
             &paths.addn_hosts,
+            &paths.servers,
             &paths.pid,
             &paths.leases,
             &paths.log,
@@ -265,7 +267,8 @@ impl Supervisor {
 
     fn write_hosts(&self, paths: &InstancePaths, files: &Rendered) -> Result<(), String> {
         self.write(&paths.hosts, &files.hosts)?;
-        self.write(&paths.addn_hosts, &files.addn_hosts)
+        self.write(&paths.addn_hosts, &files.addn_hosts)?;
+        self.write(&paths.servers, &files.servers)
     }
 
     fn write(&self, path: &Path, text: &str) -> Result<(), String> {

@@ -1,7 +1,7 @@
 //! Rendering: a network's dnsmasq configuration, static hosts file and DNS
 //! hosts file, as a pure function of the desired network. The configuration
-//! text decides whether a change needs a restart; the two hosts files are
-//! re-read on SIGHUP.
+//! text decides whether a change needs a restart; the two hosts files and
+//! the upstream servers file are re-read on SIGHUP.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -20,6 +20,8 @@ pub struct Rendered {
     pub hosts: String,
     /// `addn-hosts`: DNS names, re-read on SIGHUP.
     pub addn_hosts: String,
+    /// `servers-file`: upstream DNS servers, re-read on SIGHUP.
+    pub servers: String,
 }
 
 /// Whether the network runs a dnsmasq: a bridge of ours with an address,
@@ -41,7 +43,14 @@ pub struct RunAs {
 }
 
 /// Renders the instance of `net`, or `None` when it needs none.
-pub fn render(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> Option<Rendered> {
+/// `host_resolvers` (the host's nameservers) serve networks without
+/// forwarders of their own.
+pub fn render(
+    net: &DesiredNetwork,
+    paths: &InstancePaths,
+    run_as: &RunAs,
+    host_resolvers: &[String],
+) -> Option<Rendered> {
     if !wants_dnsmasq(net) {
         return None;
     }
@@ -49,7 +58,47 @@ pub fn render(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> Op
         conf: conf(net, paths, run_as),
         hosts: hosts_file(net),
         addn_hosts: addn_hosts_file(net),
+        servers: servers_file(net, host_resolvers),
     })
+}
+
+/// Whether the network's DNS forwards queries: not isolated, DNS on.
+fn forwards_queries(net: &DesiredNetwork) -> bool {
+    net.spec.mode != Mode::Isolated && net.spec.dns.as_ref().is_none_or(|d| d.enable)
+}
+
+/// `servers-file`: the network's forwarders, else the host's nameservers.
+/// Never `resolv-file`: dnsmasq watches it with an inotify instance of its
+/// own, and the kernel's per-user limit (128 by default) would stop the
+/// 129th network's dnsmasq from starting.
+fn servers_file(net: &DesiredNetwork, host_resolvers: &[String]) -> String {
+    if !forwards_queries(net) {
+        return String::new();
+    }
+    let forwarders: Vec<String> = net
+        .spec
+        .dns
+        .as_ref()
+        .map(|d| d.forwarders.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    let servers = if forwarders.is_empty() {
+        host_resolvers
+    } else {
+        &forwarders[..]
+    };
+    servers.iter().map(|s| format!("server={s}\n")).collect()
+}
+
+/// The `nameserver` addresses of a resolv.conf, in order.
+pub fn parse_resolv_conf(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next())?
+        })
+        .filter(|server| server.parse::<IpAddr>().is_ok() || server.contains('%'))
+        .map(str::to_string)
+        .collect()
 }
 
 fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
@@ -86,15 +135,11 @@ fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
             line(&format!("local=/{domain}/"));
             line("expand-hosts");
         }
-        if isolated || !dns.forwarders.is_empty() {
-            // Isolated: no query leaves the network. Else: the given
-            // forwarders, never the host's resolv.conf.
-            line("no-resolv");
-        }
-        if !isolated {
-            for f in &dns.forwarders {
-                line(&format!("server={f}"));
-            }
+        // Upstream servers come from the servers file (none when
+        // isolated: no query leaves the network).
+        line("no-resolv");
+        if forwards_queries(net) {
+            line(&format!("servers-file={}", paths.servers.display()));
         }
     } else {
         line("port=0");
@@ -241,7 +286,7 @@ fn addn_hosts_file(net: &DesiredNetwork) -> String {
 
 #[cfg(test)]
 mod tests {
-    //! Golden files: `agent/tests/golden/dnsmasq/<case>.{conf,hostsfile,addnhosts}`.
+    //! Golden files: `agent/tests/golden/dnsmasq/<case>.{conf,hostsfile,addnhosts,servers}`.
     //! After an intended change, regenerate them with `KVMNET_BLESS=1 cargo
     //! test -p kvmnet dnsmasq::render` and review the diff.
 
@@ -264,7 +309,8 @@ mod tests {
             user: "dnsmasq".into(),
             group: Some("nogroup".into()),
         };
-        render(&net, &dirs.instance(&net.name), &run_as)
+        let host_resolvers = ["192.0.2.53".to_string(), "2001:db8::53".to_string()];
+        render(&net, &dirs.instance(&net.name), &run_as, &host_resolvers)
     }
 
     fn golden_dir() -> PathBuf {
@@ -278,6 +324,7 @@ mod tests {
             ("conf", &r.conf),
             ("hostsfile", &r.hosts),
             ("addnhosts", &r.addn_hosts),
+            ("servers", &r.servers),
         ];
         for (ext, text) in files {
             let path = golden_dir().join(format!("{case}.{ext}"));
@@ -385,5 +432,16 @@ address = "192.168.40.1/24"
         assert_eq!(render_case("[networks.n]\nmode = \"nat\"\n"), None);
         let silent = "[networks.n]\nmode = \"nat\"\ndns = { enable = false }\n[[networks.n.ip]]\naddress = \"192.168.1.1/24\"\n";
         assert_eq!(render_case(silent), None);
+    }
+
+    #[test]
+    fn resolv_conf_gives_nameservers_in_order() {
+        let text = "# generated\nsearch example.com\nnameserver 127.0.0.53\n\
+                    nameserver   2001:db8::1\nnameserver fe80::1%eth0\nnameserver bogus\n\
+                    options edns0\nnameserver\n";
+        assert_eq!(
+            parse_resolv_conf(text),
+            ["127.0.0.53", "2001:db8::1", "fe80::1%eth0"]
+        );
     }
 }
