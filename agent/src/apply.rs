@@ -100,6 +100,11 @@ async fn run(
         Action::SetMtu { link: l, mtu } => netlink.set_mtu(link(indexes, l)?, *mtu).await,
         Action::SetMac { link: l, mac } => netlink.set_mac(link(indexes, l)?, mac.0).await,
         Action::SetUp { link: l } => netlink.set_up(link(indexes, l)?, true).await,
+        Action::SetMaster { link: l, master } => {
+            netlink
+                .set_master(link(indexes, l)?, Some(link(indexes, master)?))
+                .await
+        }
         Action::DeleteLink { link: l } => {
             netlink.delete_link(link(indexes, l)?).await?;
             indexes.remove(l);

@@ -221,7 +221,7 @@ async fn pass_command(global: &GlobalOptions, kind: PassKind) -> ExitCode {
     };
     let desired = &resolved.desired;
     let result = async {
-        let reconciler = Reconciler::connect()?;
+        let reconciler = Reconciler::connect()?.with_state_dir(&global.state_dir);
         match kind {
             PassKind::Check => reconciler.check(desired).await,
             PassKind::Converge => reconciler.converge(desired).await,

@@ -50,7 +50,11 @@ enum Trigger {
 /// Runs until SIGTERM or SIGINT. Networks stay up when the daemon stops, like
 /// libvirt's networks when libvirtd stops; the next start adopts them.
 pub async fn run(config: DaemonConfig) -> Result<(), String> {
-    let reconciler = Arc::new(Reconciler::connect().map_err(|e| e.to_string())?);
+    let reconciler = Arc::new(
+        Reconciler::connect()
+            .map_err(|e| e.to_string())?
+            .with_state_dir(&config.state_dir),
+    );
     let (tx, mut triggers) = mpsc::unbounded_channel();
     let _watcher = watch_config_dir(&config.config_dir, tx.clone())?;
     spawn_kernel_events(tx, Arc::clone(&reconciler))?;
@@ -324,15 +328,21 @@ fn spawn_kernel_events(
     Ok(())
 }
 
-/// Links marked as ours (or ours at the last observation), addresses on
-/// them, and our routes.
+/// Links marked as ours (or ours at the last observation), ports joining
+/// them (to remember guest ports), addresses on them, and our routes.
 fn concerns_us(event: &KernelEvent, reconciler: &Reconciler) -> bool {
     match event {
-        KernelEvent::Link { index, alias, .. } => {
+        KernelEvent::Link {
+            index,
+            alias,
+            master,
+            ..
+        } => {
             alias
                 .as_deref()
                 .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
                 || reconciler.owns_link(*index)
+                || master.is_some_and(|m| reconciler.owns_link(m))
         }
         KernelEvent::Address { index } => reconciler.owns_link(*index),
         KernelEvent::Route { oif, protocol } => {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod ports;
 pub mod reconcile;
 pub mod report;
 pub mod show;

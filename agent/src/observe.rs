@@ -5,12 +5,16 @@ use crate::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result, Snapshot};
 use crate::plan::{sysctl_keys, SysctlValues};
+use crate::ports::RememberedPorts;
 
 /// The observed state a plan is made against.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     pub kernel: Snapshot,
     pub sysctls: SysctlValues,
+    /// The guest ports remembered for each network (see [`crate::ports`]);
+    /// filled in by the reconciler, which owns the memory.
+    pub ports: RememberedPorts,
 }
 
 /// Observes the kernel objects and the sysctls that `desired` involves.
@@ -28,5 +32,6 @@ pub async fn observe(
     Ok(Observed {
         kernel,
         sysctls: values,
+        ports: RememberedPorts::new(),
     })
 }

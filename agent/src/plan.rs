@@ -37,6 +37,7 @@ pub enum Resource {
     Sysctl,
     Firewall,
     Dnsmasq,
+    Port,
 }
 
 impl fmt::Display for Resource {
@@ -48,6 +49,7 @@ impl fmt::Display for Resource {
             Resource::Sysctl => "sysctl",
             Resource::Firewall => "firewall",
             Resource::Dnsmasq => "dnsmasq",
+            Resource::Port => "port",
         })
     }
 }
@@ -144,6 +146,11 @@ pub enum Action {
     SetUp {
         link: String,
     },
+    /// Enslaves `link` to the bridge `master`.
+    SetMaster {
+        link: String,
+        master: String,
+    },
     DeleteLink {
         link: String,
     },
@@ -186,6 +193,7 @@ impl fmt::Display for Action {
             Action::SetMtu { link, mtu } => write!(f, "set MTU {mtu} on {link}"),
             Action::SetMac { link, mac } => write!(f, "set MAC {mac} on {link}"),
             Action::SetUp { link } => write!(f, "bring {link} up"),
+            Action::SetMaster { link, master } => write!(f, "enslave {link} to {master}"),
             Action::DeleteLink { link } => write!(f, "delete link {link}"),
             Action::AddAddress {
                 link,
@@ -420,6 +428,7 @@ impl Planner<'_> {
         }
         let wanted_attrs = wanted_bridge_attrs(net);
         let existing = self.snapshot().link_by_name(&net.bridge).cloned();
+        let old_index = existing.as_ref().map(|l| l.index);
         let link = match existing {
             Some(link) if removed.contains(&link.name) => None,
             Some(link) => match link_owner(&link) {
@@ -509,6 +518,36 @@ impl Planner<'_> {
         }
         self.plan_addresses(net, link.as_ref());
         self.plan_routes(net, link.as_ref());
+        if link.is_none() {
+            self.plan_port_reattach(net, old_index);
+        }
+    }
+
+    /// A bridge about to be (re)created gets back the guest ports it had:
+    /// remembered ports that still exist and are free, i.e. have no master
+    /// or only the old bridge this plan deletes. A port enslaved elsewhere
+    /// since then was moved on purpose and is left there.
+    fn plan_port_reattach(&mut self, net: &DesiredNetwork, old_index: Option<u32>) {
+        let Some(remembered) = self.observed.ports.get(&net.name) else {
+            return;
+        };
+        let free: Vec<String> = remembered
+            .iter()
+            .filter_map(|port| self.snapshot().link_by_name(port))
+            .filter(|l| l.master.is_none() || l.master == old_index)
+            .map(|l| l.name.clone())
+            .collect();
+        for port in free {
+            let object = format!("{port} on {}", net.bridge);
+            self.drift(Some(&net.name), Resource::Port, object, Change::Missing);
+            self.step(
+                Some(&net.name),
+                Action::SetMaster {
+                    link: port,
+                    master: net.bridge.clone(),
+                },
+            );
+        }
     }
 
     fn plan_bridge_attrs(&mut self, net: &DesiredNetwork, link: &Link, wanted: BridgeAttrs) {

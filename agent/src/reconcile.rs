@@ -3,6 +3,7 @@
 //! `--once` and the daemon.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Mutex;
 
 use crate::apply::apply;
@@ -11,6 +12,7 @@ use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
 use crate::observe::{observe, Observed};
 use crate::plan::{link_owner, plan, Plan, PlanOptions};
+use crate::ports::{self, PortStore};
 use crate::report::{PassKind, PassReport};
 
 /// The kernel handles a pass works with.
@@ -20,6 +22,8 @@ pub struct Reconciler {
     /// Indexes of the links kvmnet owned at the last observation, so that
     /// kernel events can be filtered to what concerns us.
     owned: Mutex<HashSet<u32>>,
+    /// Guest port memory; without it bridges are recreated without ports.
+    ports: Option<PortStore>,
 }
 
 impl Reconciler {
@@ -29,7 +33,35 @@ impl Reconciler {
             netlink: Netlink::connect()?,
             sysctls: Sysctls::new(),
             owned: Mutex::default(),
+            ports: None,
         })
+    }
+
+    /// Keeps state under `state_dir`: the guest ports of each bridge, to
+    /// re-attach them when the bridge is recreated.
+    pub fn with_state_dir(mut self, state_dir: &Path) -> Reconciler {
+        self.ports = Some(PortStore::new(state_dir));
+        self
+    }
+
+    /// Fills in the remembered guest ports, updated from what `observed`
+    /// shows; `save` (converging passes only) writes the update back.
+    fn remember_ports(&self, desired: &DesiredState, observed: &mut Observed, save: bool) {
+        let Some(store) = &self.ports else {
+            return;
+        };
+        // The memory is an aid: a pass goes on without it.
+        let remembered = store.load().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the guest port memory: {e}");
+            Default::default()
+        });
+        let learned = ports::learn(&remembered, desired, &observed.kernel);
+        if save && learned != remembered {
+            if let Err(e) = store.save(&learned) {
+                tracing::warn!("cannot save the guest port memory: {e}");
+            }
+        }
+        observed.ports = learned;
     }
 
     /// Kernel writes made so far.
@@ -72,7 +104,8 @@ impl Reconciler {
 
     /// Drift audit: changes nothing.
     pub async fn check(&self, desired: &DesiredState) -> Result<PassReport> {
-        let observed = self.observe(desired).await?;
+        let mut observed = self.observe(desired).await?;
+        self.remember_ports(desired, &mut observed, false);
         let plan = Self::plan(desired, &observed);
         Ok(PassReport::build(
             PassKind::Check,
@@ -87,7 +120,8 @@ impl Reconciler {
     /// Converges, then verifies against a second observation.
     pub async fn converge(&self, desired: &DesiredState) -> Result<PassReport> {
         let writes_before = self.writes();
-        let observed = self.observe(desired).await?;
+        let mut observed = self.observe(desired).await?;
+        self.remember_ports(desired, &mut observed, true);
         let plan = Self::plan(desired, &observed);
         if plan.steps.is_empty() {
             return Ok(PassReport::build(
@@ -100,7 +134,9 @@ impl Reconciler {
             ));
         }
         let outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
-        let verify = Self::plan(desired, &self.observe(desired).await?);
+        let mut after = self.observe(desired).await?;
+        self.remember_ports(desired, &mut after, true);
+        let verify = Self::plan(desired, &after);
         let writes = self.writes() - writes_before;
         Ok(PassReport::build(
             PassKind::Converge,

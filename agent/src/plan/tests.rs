@@ -134,9 +134,22 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
                     .unwrap()
                     .admin_up = true
             }
+            Action::SetMaster { link, master } => {
+                let m = index_of(o, master);
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.name == *link)
+                    .unwrap()
+                    .master = Some(m)
+            }
             Action::DeleteLink { link } => {
                 let i = index_of(o, link);
                 o.kernel.links.retain(|l| l.index != i);
+                // The kernel releases the ports of a deleted bridge.
+                for l in o.kernel.links.iter_mut().filter(|l| l.master == Some(i)) {
+                    l.master = None;
+                }
                 o.kernel.addresses.retain(|a| a.index != i);
                 o.kernel.routes.retain(|r| r.oif != Some(i));
             }
@@ -456,6 +469,59 @@ fn owned_link_of_wrong_kind_is_recreated() {
             "create bridge virbr-n".to_string()
         ]
     );
+}
+
+/// `o` with guest ports vnet0 and vnet1 on virbr-n, remembered as such.
+fn with_guest_ports(o: &mut Observed) -> u32 {
+    let bridge = o.kernel.link_by_name("virbr-n").unwrap().index;
+    for (index, name) in [(50, "vnet0"), (51, "vnet1")] {
+        let mut port = link(index, name, Some("tun"), None);
+        port.master = Some(bridge);
+        o.kernel.links.push(port);
+    }
+    o.ports = crate::ports::learn(&Default::default(), &desired(NAT), &o.kernel);
+    bridge
+}
+
+#[test]
+fn a_recreated_bridge_gets_its_guest_ports_back() {
+    let (d, mut o) = in_sync(NAT);
+    let bridge = with_guest_ports(&mut o);
+    assert!(plan(&d, &o, PRUNE).steps.is_empty(), "ports are no drift");
+    // Deleted by hand: the kernel releases the ports. vnet1 is then moved
+    // to another bridge on purpose, and stays there.
+    o.kernel.links.retain(|l| l.index != bridge);
+    o.kernel
+        .links
+        .push(link(60, "br-other", Some("bridge"), None));
+    for l in &mut o.kernel.links {
+        l.master = match l.name.as_str() {
+            "vnet1" => Some(60),
+            _ => None,
+        };
+    }
+    let p = converge(&d, &mut o);
+    let a = actions(&p);
+    assert_eq!(
+        a.last().map(String::as_str),
+        Some("enslave vnet0 to virbr-n")
+    );
+    assert!(!a.iter().any(|a| a.contains("vnet1")), "{a:?}");
+    assert!(p
+        .drift
+        .iter()
+        .any(|d| d.to_string() == "+ port vnet0 on virbr-n: missing"));
+}
+
+#[test]
+fn a_bridge_recreated_for_its_kind_keeps_its_guest_ports() {
+    let (d, mut o) = in_sync(NAT);
+    with_guest_ports(&mut o);
+    bridge_mut(&mut o, "virbr-n").kind = Some("dummy".into());
+    let p = converge(&d, &mut o);
+    let a = actions(&p);
+    assert!(a.contains(&"enslave vnet0 to virbr-n".to_string()), "{a:?}");
+    assert!(a.contains(&"enslave vnet1 to virbr-n".to_string()), "{a:?}");
 }
 
 #[test]
