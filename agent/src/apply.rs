@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::kernel::sysctl::{Sysctl, Sysctls};
 use crate::kernel::{KernelError, LinkRef, Netlink, RouteSpec, Snapshot};
 use crate::plan::{Action, Step};
+use crate::uplink;
 
 /// What became of one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,7 +54,7 @@ pub async fn apply(
                 Ok(()) => StepResult::Done,
                 Err(e) => {
                     failed.insert(step.network.clone());
-                    StepResult::Failed(e.to_string())
+                    StepResult::Failed(e)
                 }
             }
         };
@@ -77,6 +78,22 @@ fn link<'a>(indexes: &HashMap<String, u32>, name: &'a str) -> Result<LinkRef<'a>
 }
 
 async fn run(
+    netlink: &Netlink,
+    sysctls: &Sysctls,
+    indexes: &mut HashMap<String, u32>,
+    action: &Action,
+) -> Result<(), String> {
+    match action {
+        // Compound actions that report their own rollback.
+        Action::TakeOverUplink(t) => uplink::take_over(netlink, indexes, t).await,
+        Action::GiveBackUplink(g) => uplink::give_back(netlink, indexes, g).await,
+        _ => run_kernel(netlink, sysctls, indexes, action)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+async fn run_kernel(
     netlink: &Netlink,
     sysctls: &Sysctls,
     indexes: &mut HashMap<String, u32>,
@@ -160,6 +177,9 @@ async fn run(
             Err(KernelError::Unavailable { .. }) if ipv6_off_is_fine(key, *value) => Ok(()),
             result => result,
         },
+        Action::TakeOverUplink(_) | Action::GiveBackUplink(_) => {
+            unreachable!("compound actions are run by `run`")
+        }
     }
 }
 

@@ -22,4 +22,5 @@ pub mod ports;
 pub mod reconcile;
 pub mod report;
 pub mod show;
+pub mod uplink;
 pub mod validate;

@@ -15,6 +15,9 @@ use crate::kernel::{BridgeAttrs, BridgeSettings, Link, Snapshot, RTPROT_KVMNET, 
 use crate::model::{MacAddr, Mode};
 use crate::observe::Observed;
 
+mod uplink;
+pub use uplink::{GiveBack, ProbeSpec, TakeOver};
+
 /// The alias prefix that marks a link as kvmnet's: `kvmnet:<network>`.
 pub const ALIAS_PREFIX: &str = "kvmnet:";
 
@@ -178,6 +181,11 @@ pub enum Action {
         key: Sysctl,
         value: u32,
     },
+    /// Mode bridge: build the bridge around the uplink, probe, and roll back
+    /// exactly if the probe fails. One action: apply carries it out whole.
+    TakeOverUplink(Box<TakeOver>),
+    /// Mode bridge, network removed: everything back onto the uplink.
+    GiveBackUplink(Box<GiveBack>),
 }
 
 impl fmt::Display for Action {
@@ -228,6 +236,8 @@ impl fmt::Display for Action {
                 write!(f, " metric {metric}")
             }
             Action::SetSysctl { key, value } => write!(f, "set {key} = {value}"),
+            Action::TakeOverUplink(t) => t.fmt(f),
+            Action::GiveBackUplink(g) => g.fmt(f),
         }
     }
 }
@@ -356,7 +366,16 @@ impl Planner<'_> {
         }
         for (owner, name) in stale {
             self.drift(Some(&owner), Resource::Bridge, name.clone(), Change::Extra);
-            self.step(Some(&owner), Action::DeleteLink { link: name.clone() });
+            let snapshot = self.snapshot();
+            let give_back = snapshot.link_by_name(&name).and_then(|bridge| {
+                uplink::uplink_of(snapshot, bridge)
+                    .map(|uplink| uplink::give_back(snapshot, bridge, uplink))
+            });
+            let action = match give_back {
+                Some(g) => Action::GiveBackUplink(Box::new(g)),
+                None => Action::DeleteLink { link: name.clone() },
+            };
+            self.step(Some(&owner), action);
             removed.insert(name);
         }
         // Our routes on links that stay, or on no link, that no network wants.
@@ -415,11 +434,8 @@ impl Planner<'_> {
 
     fn plan_network(&mut self, net: &DesiredNetwork, removed: &BTreeSet<String>) {
         let name = net.name.as_str();
-        if net.spec.mode == Mode::Bridge && net.spec.uplink.is_some() {
-            self.fail(name, format!(
-                "enslaving uplink {} into {} is not supported by this version; remove uplink to create {} without ports",
-                net.spec.uplink.as_deref().unwrap_or_default(), net.bridge, net.bridge
-            ));
+        if let (Mode::Bridge, Some(uplink)) = (net.spec.mode, &net.spec.uplink) {
+            self.plan_bridged(net, uplink, removed);
             return;
         }
         if let Some(message) = self.subnet_in_use(net) {
@@ -520,6 +536,88 @@ impl Planner<'_> {
         self.plan_routes(net, link.as_ref());
         if link.is_none() {
             self.plan_port_reattach(net, old_index);
+        }
+    }
+
+    /// Mode bridge with an uplink: the bridge is built around the uplink
+    /// once; afterwards only the bridge's own attributes are kept. Its
+    /// addresses and routes are the LAN's (moved from the uplink), not
+    /// kvmnet's: they are neither added nor removed.
+    fn plan_bridged(&mut self, net: &DesiredNetwork, uplink: &str, removed: &BTreeSet<String>) {
+        let name = net.name.as_str();
+        let Some(d) = self.snapshot().link_by_name(uplink).cloned() else {
+            self.fail(name, format!("uplink {uplink} does not exist"));
+            return;
+        };
+        let existing = self
+            .snapshot()
+            .link_by_name(&net.bridge)
+            .filter(|l| !removed.contains(&l.name))
+            .cloned();
+        let Some(b) = existing else {
+            match uplink::take_over(net, self.snapshot(), &d) {
+                Ok(t) => {
+                    self.drift(
+                        Some(name),
+                        Resource::Bridge,
+                        net.bridge.clone(),
+                        Change::Missing,
+                    );
+                    self.step(Some(name), Action::TakeOverUplink(Box::new(t)));
+                    self.plan_port_reattach(net, None);
+                }
+                Err(message) => self.fail(name, message),
+            }
+            return;
+        };
+        let kind = b.kind.as_deref().unwrap_or("device");
+        match link_owner(&b) {
+            Some(owner) if owner == name && kind == "bridge" => {}
+            Some(owner) if owner == name => {
+                return self.fail(name, format!(
+                    "{} is marked as kvmnet's but is a {kind}, not a bridge; kvmnet does not delete it while uplink {uplink} may depend on it: delete it by hand",
+                    net.bridge
+                ));
+            }
+            Some(owner) => {
+                return self.fail(name, format!(
+                    "bridge name {} is taken by network {owner:?}, which kvmnet still runs (its file was rejected?)",
+                    net.bridge
+                ));
+            }
+            None => {
+                return self.fail(name, format!(
+                    "bridge name {} is taken by a {kind} kvmnet does not own (made by NetworkManager or systemd-networkd?); kvmnet never changes it: rename the bridge (bridge.name) or remove that link",
+                    net.bridge
+                ));
+            }
+        }
+        if d.master != Some(b.index) {
+            return self.fail(name, format!(
+                "uplink {uplink} is not a port of {} any more (released by hand?) and the LAN addresses may still be on {}: kvmnet does not guess; move them back onto {uplink} and delete {} to have it built again",
+                net.bridge, net.bridge, net.bridge
+            ));
+        }
+        let mut wanted = net.clone();
+        if let Some(mac) = uplink::wanted_mac(net, &d) {
+            wanted.mac = mac;
+        }
+        self.plan_bridge_attrs(&wanted, &b, wanted_bridge_attrs(net));
+        if !b.admin_up {
+            self.changed(
+                name,
+                Resource::Bridge,
+                &net.bridge,
+                "state",
+                "up".into(),
+                "down".into(),
+            );
+            self.step(
+                Some(name),
+                Action::SetUp {
+                    link: net.bridge.clone(),
+                },
+            );
         }
     }
 

@@ -21,7 +21,7 @@ fn desired(text: &str) -> DesiredState {
 fn examples() -> DesiredState {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut state = DesiredState::from_loads(load_dir(&dir).unwrap());
-    // Enslaving an uplink is not planned by this version.
+    // The bridged example enslaves eno2, which this simulated host lacks.
     state.networks.retain(|_, n| n.spec.mode != Mode::Bridge);
     state
 }
@@ -62,6 +62,8 @@ fn addr(index: u32, a: &str, prefix_len: u8, ours: bool) -> Address {
         prefix_len,
         protocol: ours.then_some(RTPROT_KVMNET),
         permanent: true,
+        flags: 0x80,
+        broadcast: None,
     }
 }
 
@@ -165,6 +167,8 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
                     prefix_len: *prefix_len,
                     protocol: Some(RTPROT_KVMNET),
                     permanent: true,
+                    flags: 0x80,
+                    broadcast: None,
                 });
             }
             Action::DeleteAddress {
@@ -206,7 +210,48 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
             Action::SetSysctl { key, value } => {
                 o.sysctls.insert(key.clone(), Some(*value));
             }
+            Action::TakeOverUplink(t) => {
+                let d = index_of(o, &t.uplink);
+                let b = o.kernel.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
+                let mut l = link(b, &t.bridge, Some("bridge"), Some(&t.alias));
+                l.mtu = t.settings.mtu.unwrap();
+                l.mac = t.settings.mac;
+                l.bridge = Some(BridgeAttrs {
+                    stp: t.settings.stp,
+                    forward_delay_cs: t.settings.forward_delay_cs,
+                });
+                o.kernel.links.push(l);
+                move_all(o, d, b);
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.index == d)
+                    .unwrap()
+                    .master = Some(b);
+            }
+            Action::GiveBackUplink(g) => {
+                let d = index_of(o, &g.uplink);
+                let b = index_of(o, &g.bridge);
+                move_all(o, b, d);
+                o.kernel.links.retain(|l| l.index != b);
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.index == d)
+                    .unwrap()
+                    .master = None;
+            }
         }
+    }
+}
+
+/// Moves addresses and routes (the kernel's prefix routes follow them).
+fn move_all(o: &mut Observed, from: u32, to: u32) {
+    for a in o.kernel.addresses.iter_mut().filter(|a| a.index == from) {
+        a.index = to;
+    }
+    for r in o.kernel.routes.iter_mut().filter(|r| r.oif == Some(from)) {
+        r.oif = Some(to);
     }
 }
 
@@ -574,11 +619,149 @@ fn modes() {
     let mut o = host();
     let p = converge(&bridged, &mut o);
     assert_eq!(actions(&p), ["create bridge br0", "bring br0 up"]);
+}
 
-    let uplinked = desired(
-        "[networks.b]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\" }\n",
+const BRIDGED: &str =
+    "[networks.b]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", stp = false }\n";
+
+#[test]
+fn bridged_takes_the_uplink_over_with_its_mac_addresses_and_routes() {
+    let d = desired(BRIDGED);
+    let mut o = host();
+    let p = converge(&d, &mut o);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+    let [step] = &p.steps[..] else {
+        panic!("one compound step: {:?}", actions(&p))
+    };
+    let Action::TakeOverUplink(t) = &step.action else {
+        panic!("{step:?}")
+    };
+    let eno1 = host().kernel.link_by_name("eno1").unwrap().clone();
+    assert_eq!(t.settings.mac, eno1.mac);
+    assert_eq!(t.settings.mtu, Some(eno1.mtu));
+    assert_eq!(t.addresses.len(), 1);
+    // The kernel's prefix route follows the address; the default route moves.
+    assert_eq!(t.routes.len(), 1);
+    assert_eq!(t.routes[0].protocol, 3, "the route keeps its protocol");
+    let probe = t.probe.unwrap();
+    assert_eq!(probe.target.to_string(), "10.12.17.1");
+    assert_eq!(probe.source.to_string(), "10.12.17.200");
+    assert_eq!(probe.timeout, std::time::Duration::from_secs(2));
+    assert_eq!(
+        actions(&p),
+        ["enslave uplink eno1 into new bridge br0 and move 1 address(es) and 1 route(s) onto it, then probe gateway 10.12.17.1 by ARP within 2s"]
     );
-    let p = plan(&uplinked, &host(), PRUNE);
-    assert!(p.failures[0].message.contains("enslaving uplink eno1"));
+    // Adopted as is afterwards: nothing to do (converge checked it).
+    let br0 = o.kernel.link_by_name("br0").unwrap().index;
+    assert_eq!(o.kernel.link_by_name("eno1").unwrap().master, Some(br0));
+}
+
+#[test]
+fn bridged_probe_options_and_stp_wait() {
+    let d = desired(
+        "[networks.b]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", delay = \"3s\" }\nprobe = { target = \"10.12.17.9\", timeout = \"1s\" }\n",
+    );
+    let p = plan(&d, &host(), PRUNE);
+    let Action::TakeOverUplink(t) = &p.steps[0].action else {
+        panic!("{p:?}")
+    };
+    let probe = t.probe.unwrap();
+    assert_eq!(probe.target.to_string(), "10.12.17.9");
+    assert!(!probe.gateway);
+    // STP on: listening and learning, 2 x 3s, before the bridge forwards.
+    assert_eq!(probe.timeout, std::time::Duration::from_secs(7));
+
+    let off = desired(&format!("{BRIDGED}probe.enable = false\n"));
+    let p = plan(&off, &host(), PRUNE);
+    let Action::TakeOverUplink(t) = &p.steps[0].action else {
+        panic!("{p:?}")
+    };
+    assert_eq!(t.probe, None);
+}
+
+#[test]
+fn bridged_refuses_dynamic_addresses_unless_told() {
+    let mut o = host();
+    o.kernel.addresses[0].permanent = false;
+    let p = plan(&desired(BRIDGED), &o, PRUNE);
     assert!(p.steps.is_empty());
+    assert!(
+        p.failures[0]
+            .message
+            .starts_with("uplink eno1 has dynamic address(es) 10.12.17.200/24 (from a DHCP client"),
+        "{:?}",
+        p.failures
+    );
+    let moving = desired(&BRIDGED.replace("stp = false", "stp = false, move_dynamic = true"));
+    let p = plan(&moving, &o, PRUNE);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+}
+
+#[test]
+fn bridged_failures_say_why() {
+    let mut o = host();
+    o.kernel.links.push(link(9, "br0", Some("bridge"), None));
+    let p = plan(&desired(BRIDGED), &o, PRUNE);
+    assert!(
+        p.failures[0]
+            .message
+            .contains("taken by a bridge kvmnet does not own"),
+        "{p:?}"
+    );
+    assert!(p.steps.is_empty());
+
+    let p = plan(&desired(&BRIDGED.replace("eno1", "eno9")), &host(), PRUNE);
+    assert_eq!(p.failures[0].message, "uplink eno9 does not exist");
+
+    let (d, mut o) = in_sync(BRIDGED);
+    o.kernel
+        .links
+        .iter_mut()
+        .find(|l| l.name == "eno1")
+        .unwrap()
+        .master = None;
+    let p = plan(&d, &o, PRUNE);
+    assert!(
+        p.failures[0]
+            .message
+            .contains("is not a port of br0 any more"),
+        "{p:?}"
+    );
+    assert!(p.steps.is_empty(), "never guesses: {p:?}");
+}
+
+#[test]
+fn removing_a_bridged_network_gives_everything_back() {
+    let (_, mut o) = in_sync(BRIDGED);
+    let p = converge(
+        &DesiredState {
+            complete: true,
+            ..Default::default()
+        },
+        &mut o,
+    );
+    assert_eq!(
+        actions(&p),
+        ["release uplink eno1 from bridge br0, delete br0 and move 1 address(es) and 1 route(s) back onto eno1"]
+    );
+    let before = host();
+    assert_eq!(o.kernel, before.kernel, "the host is as it was");
+}
+
+#[test]
+fn a_recreated_bridged_bridge_is_in_sync_and_gets_guest_ports_back() {
+    let (d, mut o) = in_sync(BRIDGED);
+    let br0 = o.kernel.link_by_name("br0").unwrap().index;
+    let mut port = link(40, "vnet0", Some("tun"), None);
+    port.master = Some(br0);
+    o.kernel.links.push(port);
+    o.ports = crate::ports::learn(&Default::default(), &d, &o.kernel);
+    assert_eq!(o.ports["b"].len(), 1, "the uplink is no guest port");
+    assert!(plan(&d, &o, PRUNE).steps.is_empty());
+    // Down and MAC changed by hand: repaired to the uplink's MAC.
+    let l = bridge_mut(&mut o, "br0");
+    l.admin_up = false;
+    l.mac = Some([2, 0, 0, 0, 0, 1]);
+    let a = actions(&converge(&d, &mut o));
+    assert_eq!(a, ["set MAC 00:e0:70:e8:fd:02 on br0", "bring br0 up"]);
 }
