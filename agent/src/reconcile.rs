@@ -14,6 +14,7 @@ use crate::observe::{observe, Observed};
 use crate::plan::{link_owner, plan, Plan, PlanOptions};
 use crate::ports::{self, PortStore};
 use crate::report::{PassKind, PassReport};
+use crate::uplink::RolledBack;
 
 /// The kernel handles a pass works with.
 pub struct Reconciler {
@@ -24,6 +25,8 @@ pub struct Reconciler {
     owned: Mutex<HashSet<u32>>,
     /// Guest port memory; without it bridges are recreated without ports.
     ports: Option<PortStore>,
+    /// Bridged networks whose uplink take-over was rolled back.
+    rolled_back: RolledBack,
 }
 
 impl Reconciler {
@@ -34,6 +37,7 @@ impl Reconciler {
             sysctls: Sysctls::new(),
             owned: Mutex::default(),
             ports: None,
+            rolled_back: RolledBack::default(),
         })
     }
 
@@ -122,7 +126,8 @@ impl Reconciler {
         let writes_before = self.writes();
         let mut observed = self.observe(desired).await?;
         self.remember_ports(desired, &mut observed, true);
-        let plan = Self::plan(desired, &observed);
+        let mut plan = Self::plan(desired, &observed);
+        self.rolled_back.hold(&mut plan, desired);
         if plan.steps.is_empty() {
             return Ok(PassReport::build(
                 PassKind::Converge,
@@ -134,6 +139,7 @@ impl Reconciler {
             ));
         }
         let outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
+        self.rolled_back.record(&plan, &outcomes, desired);
         let mut after = self.observe(desired).await?;
         self.remember_ports(desired, &mut after, true);
         let verify = Self::plan(desired, &after);

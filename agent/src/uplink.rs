@@ -8,11 +8,75 @@
 //! only the netlink round trips of the moves, made back to back.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::apply::{Outcome, StepResult};
+use crate::desired::DesiredState;
 use crate::kernel::probe::{arp_probe, ProbeFrom};
 use crate::kernel::{Address, KernelError, LinkRef, Netlink, Route};
-use crate::plan::{GiveBack, ProbeSpec, TakeOver};
+use crate::model::Network;
+use crate::plan::{Action, Failure, GiveBack, Plan, ProbeSpec, TakeOver};
+
+/// Take-overs that were rolled back, by network, with the spec they were
+/// made for: not retried until that network's spec changes (or the agent
+/// restarts), since each attempt costs the host its LAN for up to the probe
+/// timeout, and the daemon retries failed passes.
+#[derive(Debug, Default)]
+pub struct RolledBack {
+    held: Mutex<HashMap<String, (Network, String)>>,
+}
+
+impl RolledBack {
+    /// Replaces the steps of networks whose take-over was rolled back, with
+    /// the same spec, by a failure saying why.
+    pub fn hold(&self, plan: &mut Plan, desired: &DesiredState) {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut blocked = Vec::new();
+        for step in &plan.steps {
+            let (Action::TakeOverUplink(_), Some(net)) = (&step.action, &step.network) else {
+                continue;
+            };
+            if let (Some((spec, why)), Some(d)) = (held.get(net), desired.networks.get(net)) {
+                if *spec == d.spec {
+                    blocked.push(Failure {
+                        network: net.clone(),
+                        message: format!(
+                            "not retried: the last take-over of uplink {} was {why}; change the network's file or restart the agent to try again",
+                            d.spec.uplink.as_deref().unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+        }
+        plan.steps.retain(|s| {
+            !blocked
+                .iter()
+                .any(|b| Some(&b.network) == s.network.as_ref())
+        });
+        plan.failures.extend(blocked);
+    }
+
+    /// Records the take-overs of `plan` that `outcomes` (one per step) show
+    /// rolled back, and forgets those that succeeded.
+    pub fn record(&self, plan: &Plan, outcomes: &[Outcome], desired: &DesiredState) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|net, _| desired.networks.contains_key(net));
+        for (step, outcome) in plan.steps.iter().zip(outcomes) {
+            let (Action::TakeOverUplink(_), Some(net)) = (&step.action, &step.network) else {
+                continue;
+            };
+            match (&outcome.result, desired.networks.get(net)) {
+                (StepResult::Failed(why), Some(d)) if why.starts_with("rolled back") => {
+                    held.insert(net.clone(), (d.spec.clone(), why.clone()));
+                }
+                _ => {
+                    held.remove(net);
+                }
+            }
+        }
+    }
+}
 
 /// Takes the uplink over; on failure the host is as before and the error
 /// says "rolled back: <why>".
@@ -178,6 +242,99 @@ async fn restore(
         note(ignore(netlink.add_route_as(route, d).await, libc::EEXIST));
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::load::{parse_bytes, FileLoad};
+    use crate::plan::Step;
+
+    fn desired(text: &str) -> DesiredState {
+        let path = Path::new("t.toml");
+        DesiredState::from_loads(vec![FileLoad {
+            path: path.to_path_buf(),
+            result: parse_bytes(path, text.as_bytes(), None),
+        }])
+    }
+
+    const LAN: &str = "[networks.lan]\nmode = \"bridge\"\nuplink = \"eno1\"\n";
+
+    fn take_over_plan() -> Plan {
+        let t = TakeOver {
+            bridge: "kv-lan".into(),
+            alias: "kvmnet:lan".into(),
+            settings: crate::kernel::BridgeSettings {
+                stp: false,
+                forward_delay_cs: 0,
+                mtu: None,
+                mac: None,
+            },
+            uplink: "eno1".into(),
+            addresses: Vec::new(),
+            routes: Vec::new(),
+            probe: None,
+        };
+        Plan {
+            steps: vec![Step {
+                network: Some("lan".into()),
+                action: Action::TakeOverUplink(Box::new(t)),
+            }],
+            ..Plan::default()
+        }
+    }
+
+    fn outcome(result: StepResult) -> Outcome {
+        Outcome {
+            network: Some("lan".into()),
+            action: String::new(),
+            result,
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_take_over_is_held_until_the_spec_changes() {
+        let d = desired(LAN);
+        let held = RolledBack::default();
+        let why = "rolled back: gateway 10.0.0.1 did not answer ARP on kv-lan within 2s";
+        held.record(
+            &take_over_plan(),
+            &[outcome(StepResult::Failed(why.into()))],
+            &d,
+        );
+
+        let mut plan = take_over_plan();
+        held.hold(&mut plan, &d);
+        assert!(plan.steps.is_empty());
+        assert!(
+            plan.failures[0].message.contains(why),
+            "{:?}",
+            plan.failures
+        );
+
+        let changed = desired(&format!("{LAN}probe.timeout = \"5s\"\n"));
+        let mut plan = take_over_plan();
+        held.hold(&mut plan, &changed);
+        assert_eq!(plan.steps.len(), 1, "a changed file is tried again");
+
+        held.record(&plan, &[outcome(StepResult::Done)], &changed);
+        let mut plan = take_over_plan();
+        held.hold(&mut plan, &d);
+        assert_eq!(plan.steps.len(), 1, "success forgets");
+    }
+
+    #[test]
+    fn other_failures_are_retried() {
+        let d = desired(LAN);
+        let held = RolledBack::default();
+        let error = StepResult::Failed("create bridge kv-lan: File exists".into());
+        held.record(&take_over_plan(), &[outcome(error)], &d);
+        let mut plan = take_over_plan();
+        held.hold(&mut plan, &d);
+        assert_eq!(plan.steps.len(), 1);
+    }
 }
 
 fn ignore(result: Result<(), KernelError>, errno: i32) -> Result<(), KernelError> {
