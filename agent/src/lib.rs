@@ -14,6 +14,7 @@ pub mod kernel;
 pub mod lastgood;
 pub mod load;
 pub mod locate;
+pub mod managers;
 pub mod metrics;
 pub mod model;
 pub mod observe;

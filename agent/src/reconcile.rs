@@ -10,6 +10,7 @@ use crate::apply::apply;
 use crate::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
+use crate::managers;
 use crate::observe::{observe, Observed};
 use crate::plan::{link_owner, plan, Plan, PlanOptions};
 use crate::ports::{self, PortStore};
@@ -111,14 +112,9 @@ impl Reconciler {
         let mut observed = self.observe(desired).await?;
         self.remember_ports(desired, &mut observed, false);
         let plan = Self::plan(desired, &observed);
-        Ok(PassReport::build(
-            PassKind::Check,
-            desired,
-            &plan,
-            &[],
-            None,
-            0,
-        ))
+        let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
+        report.warnings = managers::uplink_warnings(desired, &observed.kernel);
+        Ok(report)
     }
 
     /// Converges, then verifies against a second observation.
@@ -128,15 +124,12 @@ impl Reconciler {
         self.remember_ports(desired, &mut observed, true);
         let mut plan = Self::plan(desired, &observed);
         self.rolled_back.hold(&mut plan, desired);
+        let warnings = managers::uplink_warnings(desired, &observed.kernel);
         if plan.steps.is_empty() {
-            return Ok(PassReport::build(
-                PassKind::Converge,
-                desired,
-                &plan,
-                &[],
-                Some(&plan),
-                0,
-            ));
+            let mut report =
+                PassReport::build(PassKind::Converge, desired, &plan, &[], Some(&plan), 0);
+            report.warnings = warnings;
+            return Ok(report);
         }
         let outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
         self.rolled_back.record(&plan, &outcomes, desired);
@@ -144,13 +137,15 @@ impl Reconciler {
         self.remember_ports(desired, &mut after, true);
         let verify = Self::plan(desired, &after);
         let writes = self.writes() - writes_before;
-        Ok(PassReport::build(
+        let mut report = PassReport::build(
             PassKind::Converge,
             desired,
             &plan,
             &outcomes,
             Some(&verify),
             writes,
-        ))
+        );
+        report.warnings = warnings;
+        Ok(report)
     }
 }
