@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod files;
 pub mod http;
 pub mod kernel;
+pub mod lanstate;
 pub mod lastgood;
 pub mod load;
 pub mod locate;

@@ -4,6 +4,7 @@
 use crate::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result, Snapshot};
+use crate::lanstate::SavedLans;
 use crate::plan::{sysctl_keys, SysctlValues};
 use crate::ports::RememberedPorts;
 
@@ -15,6 +16,9 @@ pub struct Observed {
     /// The guest ports remembered for each network (see [`crate::ports`]);
     /// filled in by the reconciler, which owns the memory.
     pub ports: RememberedPorts,
+    /// What the bridges of bridged networks carried (see [`crate::lanstate`]);
+    /// filled in by the reconciler likewise.
+    pub lans: SavedLans,
 }
 
 /// Observes the kernel objects and the sysctls that `desired` involves.
@@ -33,5 +37,6 @@ pub async fn observe(
         kernel,
         sysctls: values,
         ports: RememberedPorts::new(),
+        lans: SavedLans::new(),
     })
 }

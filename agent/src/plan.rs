@@ -16,7 +16,7 @@ use crate::model::{MacAddr, Mode};
 use crate::observe::Observed;
 
 mod uplink;
-pub use uplink::{GiveBack, ProbeSpec, TakeOver};
+pub use uplink::{movable_addresses, movable_routes, GiveBack, ProbeSpec, TakeOver};
 
 /// The alias prefix that marks a link as kvmnet's: `kvmnet:<network>`.
 pub const ALIAS_PREFIX: &str = "kvmnet:";
@@ -555,7 +555,8 @@ impl Planner<'_> {
             .filter(|l| !removed.contains(&l.name))
             .cloned();
         let Some(b) = existing else {
-            match uplink::take_over(net, self.snapshot(), &d) {
+            let saved = self.observed.lans.get(name);
+            match uplink::take_over(net, self.snapshot(), &d, saved) {
                 Ok(t) => {
                     self.drift(
                         Some(name),

@@ -10,6 +10,7 @@ use crate::apply::apply;
 use crate::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
+use crate::lanstate::{self, LanStore};
 use crate::managers;
 use crate::observe::{observe, Observed};
 use crate::plan::{link_owner, plan, Plan, PlanOptions};
@@ -26,6 +27,9 @@ pub struct Reconciler {
     owned: Mutex<HashSet<u32>>,
     /// Guest port memory; without it bridges are recreated without ports.
     ports: Option<PortStore>,
+    /// What bridged networks' bridges carry; without it a bridge deleted by
+    /// hand is recreated without the host's LAN addresses.
+    lans: Option<LanStore>,
     /// Bridged networks whose uplink take-over was rolled back.
     rolled_back: RolledBack,
 }
@@ -38,6 +42,7 @@ impl Reconciler {
             sysctls: Sysctls::new(),
             owned: Mutex::default(),
             ports: None,
+            lans: None,
             rolled_back: RolledBack::default(),
         })
     }
@@ -46,7 +51,26 @@ impl Reconciler {
     /// re-attach them when the bridge is recreated.
     pub fn with_state_dir(mut self, state_dir: &Path) -> Reconciler {
         self.ports = Some(PortStore::new(state_dir));
+        self.lans = Some(LanStore::new(state_dir));
         self
+    }
+
+    /// Like [`Reconciler::remember_ports`], for the LAN records.
+    fn remember_lans(&self, desired: &DesiredState, observed: &mut Observed, save: bool) {
+        let Some(store) = &self.lans else {
+            return;
+        };
+        let saved = store.load().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the bridged networks' LAN records: {e}");
+            Default::default()
+        });
+        let learned = lanstate::learn(&saved, desired, &observed.kernel);
+        if save && learned != saved {
+            if let Err(e) = store.save(&saved, &learned) {
+                tracing::warn!("cannot save the bridged networks' LAN records: {e}");
+            }
+        }
+        observed.lans = learned;
     }
 
     /// Fills in the remembered guest ports, updated from what `observed`
@@ -111,6 +135,7 @@ impl Reconciler {
     pub async fn check(&self, desired: &DesiredState) -> Result<PassReport> {
         let mut observed = self.observe(desired).await?;
         self.remember_ports(desired, &mut observed, false);
+        self.remember_lans(desired, &mut observed, false);
         let plan = Self::plan(desired, &observed);
         let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
         report.warnings = managers::uplink_warnings(desired, &observed.kernel);
@@ -122,6 +147,7 @@ impl Reconciler {
         let writes_before = self.writes();
         let mut observed = self.observe(desired).await?;
         self.remember_ports(desired, &mut observed, true);
+        self.remember_lans(desired, &mut observed, true);
         let mut plan = Self::plan(desired, &observed);
         self.rolled_back.hold(&mut plan, desired);
         let warnings = managers::uplink_warnings(desired, &observed.kernel);
@@ -135,6 +161,7 @@ impl Reconciler {
         self.rolled_back.record(&plan, &outcomes, desired);
         let mut after = self.observe(desired).await?;
         self.remember_ports(desired, &mut after, true);
+        self.remember_lans(desired, &mut after, true);
         let verify = Self::plan(desired, &after);
         let writes = self.writes() - writes_before;
         let mut report = PassReport::build(

@@ -173,10 +173,13 @@ async fn move_onto_bridge(
     for a in &t.addresses {
         netlink.delete_address(d, a.address, a.prefix_len).await?;
     }
-    for a in &t.addresses {
+    for a in t.addresses.iter().chain(&t.restored_addresses) {
         netlink.add_address_as(b, a).await?;
     }
-    for route in &t.routes {
+    let mut routes: Vec<&Route> = t.routes.iter().chain(&t.restored_routes).collect();
+    // On-link routes first: a gateway must be reachable when its route is added.
+    routes.sort_by_key(|r| r.gateway.is_some());
+    for route in routes {
         netlink.add_route_as(route, b).await?;
     }
     tracing::info!(
@@ -275,6 +278,8 @@ mod tests {
             uplink: "eno1".into(),
             addresses: Vec::new(),
             routes: Vec::new(),
+            restored_addresses: Vec::new(),
+            restored_routes: Vec::new(),
             probe: None,
         };
         Plan {

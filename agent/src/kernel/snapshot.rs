@@ -75,8 +75,9 @@ impl BridgeAttrs {
 /// (BR_MIN_FORWARD_DELAY..=BR_MAX_FORWARD_DELAY: 2 s..=30 s), in centiseconds.
 pub(super) const STP_FORWARD_DELAY_CS: std::ops::RangeInclusive<u32> = 200..=3000;
 
-/// An interface address (IPv4 or IPv6, link-local included).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An interface address (IPv4 or IPv6, link-local included). Serializable:
+/// a bridged network's LAN addresses are kept in the state directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Address {
     pub index: u32,
     pub address: IpAddr,
@@ -94,8 +95,8 @@ pub struct Address {
     pub broadcast: Option<Ipv4Addr>,
 }
 
-/// A route of any table, IPv4 or IPv6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A route of any table, IPv4 or IPv6 (serializable like [`Address`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Route {
     /// Routing table id (254 is main, 255 local).
     pub table: u32,

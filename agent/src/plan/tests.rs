@@ -222,6 +222,18 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
                 });
                 o.kernel.links.push(l);
                 move_all(o, d, b);
+                for a in &t.restored_addresses {
+                    o.kernel.addresses.push(Address {
+                        index: b,
+                        ..a.clone()
+                    });
+                }
+                for r in &t.restored_routes {
+                    o.kernel.routes.push(Route {
+                        oif: Some(b),
+                        ..r.clone()
+                    });
+                }
                 o.kernel
                     .links
                     .iter_mut()
@@ -746,6 +758,39 @@ fn removing_a_bridged_network_gives_everything_back() {
     );
     let before = host();
     assert_eq!(o.kernel, before.kernel, "the host is as it was");
+}
+
+#[test]
+fn a_bridged_bridge_deleted_by_hand_gets_the_lan_configuration_back() {
+    let (d, mut o) = in_sync(BRIDGED);
+    o.lans = crate::lanstate::learn(&Default::default(), &d, &o.kernel);
+    let with_bridge = o.kernel.clone();
+    // The kernel deletes the bridge's addresses and routes with it.
+    let br0 = o.kernel.link_by_name("br0").unwrap().index;
+    o.kernel.links.retain(|l| l.index != br0);
+    o.kernel.addresses.retain(|a| a.index != br0);
+    o.kernel.routes.retain(|r| r.oif != Some(br0));
+    o.kernel
+        .links
+        .iter_mut()
+        .find(|l| l.name == "eno1")
+        .unwrap()
+        .master = None;
+    let p = converge(&d, &mut o);
+    assert_eq!(
+        actions(&p),
+        ["enslave uplink eno1 into new bridge br0 and move 0 address(es) and 0 route(s) onto it, restore the 1 address(es) and 1 route(s) it had before it was deleted, then probe gateway 10.12.17.1 by ARP within 2s"]
+    );
+    assert_eq!(o.kernel.addresses, with_bridge.addresses);
+    // The simulation does not remake the kernel's prefix routes.
+    let not_kernel = |k: &Snapshot| -> Vec<Route> {
+        k.routes
+            .iter()
+            .filter(|r| r.protocol != 2)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(not_kernel(&o.kernel), not_kernel(&with_bridge));
 }
 
 #[test]

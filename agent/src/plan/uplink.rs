@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::desired::DesiredNetwork;
 use crate::kernel::{Address, BridgeSettings, Link, Route, Snapshot};
+use crate::lanstate::SavedLan;
 use crate::model::MacAddr;
 
 use super::{is_ipv6_link_local, owner_alias, wanted_bridge_attrs};
@@ -35,6 +36,11 @@ pub struct TakeOver {
     /// `D`'s routes as found, on-link ones first (a gateway must be
     /// reachable when its route is added).
     pub routes: Vec<Route>,
+    /// Addresses and routes the bridge carried before it was deleted by
+    /// hand (see `crate::lanstate`), put back on it. A rollback does not put
+    /// them on the uplink: it restores the state found.
+    pub restored_addresses: Vec<Address>,
+    pub restored_routes: Vec<Route>,
     pub probe: Option<ProbeSpec>,
 }
 
@@ -79,6 +85,14 @@ impl fmt::Display for TakeOver {
             self.addresses.len(),
             self.routes.len()
         )?;
+        if !(self.restored_addresses.is_empty() && self.restored_routes.is_empty()) {
+            write!(
+                f,
+                ", restore the {} address(es) and {} route(s) it had before it was deleted",
+                self.restored_addresses.len(),
+                self.restored_routes.len()
+            )?;
+        }
         match &self.probe {
             Some(p) => write!(f, ", then probe {p}"),
             None => write!(f, ", without probe"),
@@ -128,10 +142,12 @@ pub fn movable_routes(snapshot: &Snapshot, link: &Link) -> Vec<Route> {
 }
 
 /// Plans taking `uplink` into the network's bridge, or says why not.
+/// `saved`: what the bridge carried last time, if it existed before.
 pub fn take_over(
     net: &DesiredNetwork,
     snapshot: &Snapshot,
     uplink: &Link,
+    saved: Option<&SavedLan>,
 ) -> Result<TakeOver, String> {
     let bridge = &net.bridge;
     let d = &uplink.name;
@@ -161,6 +177,10 @@ pub fn take_over(
         ));
     }
     let routes = movable_routes(snapshot, uplink);
+    let (restored_addresses, restored_routes) = match saved.filter(|s| s.uplink == *d) {
+        Some(saved) => lost(snapshot, saved),
+        None => (Vec::new(), Vec::new()),
+    };
     let attrs = wanted_bridge_attrs(net);
     let settings = BridgeSettings {
         stp: attrs.stp,
@@ -168,7 +188,13 @@ pub fn take_over(
         mtu: Some(net.spec.bridge.mtu.unwrap_or(uplink.mtu)),
         mac: Some(net.spec.bridge.mac.map_or(mac, |m| m.0)),
     };
-    let probe = probe_spec(net, &addresses, &routes);
+    let all_addresses: Vec<Address> = addresses
+        .iter()
+        .chain(&restored_addresses)
+        .cloned()
+        .collect();
+    let all_routes: Vec<Route> = routes.iter().chain(&restored_routes).cloned().collect();
+    let probe = probe_spec(net, &all_addresses, &all_routes);
     Ok(TakeOver {
         bridge: bridge.clone(),
         alias: owner_alias(&net.name),
@@ -176,8 +202,39 @@ pub fn take_over(
         uplink: d.clone(),
         addresses,
         routes,
+        restored_addresses,
+        restored_routes,
         probe,
     })
+}
+
+/// What `saved` holds that the host no longer has anywhere.
+fn lost(snapshot: &Snapshot, saved: &SavedLan) -> (Vec<Address>, Vec<Route>) {
+    let addresses = saved
+        .addresses
+        .iter()
+        .filter(|a| {
+            !snapshot
+                .addresses
+                .iter()
+                .any(|b| b.address == a.address && b.prefix_len == a.prefix_len)
+        })
+        .cloned()
+        .collect();
+    let routes = saved
+        .routes
+        .iter()
+        .filter(|r| {
+            !snapshot.routes.iter().any(|o| {
+                o.table == r.table
+                    && o.destination == r.destination
+                    && o.gateway == r.gateway
+                    && o.metric == r.metric
+            })
+        })
+        .cloned()
+        .collect();
+    (addresses, routes)
 }
 
 /// The probe: the configured target, else the IPv4 default gateway; from an
