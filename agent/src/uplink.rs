@@ -247,6 +247,13 @@ async fn restore(
     errors
 }
 
+fn ignore(result: Result<(), KernelError>, errno: i32) -> Result<(), KernelError> {
+    match result {
+        Err(e) if e.errno() == Some(errno) => Ok(()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -339,12 +346,5 @@ mod tests {
         let mut plan = take_over_plan();
         held.hold(&mut plan, &d);
         assert_eq!(plan.steps.len(), 1);
-    }
-}
-
-fn ignore(result: Result<(), KernelError>, errno: i32) -> Result<(), KernelError> {
-    match result {
-        Err(e) if e.errno() == Some(errno) => Ok(()),
-        other => other,
     }
 }
