@@ -185,6 +185,22 @@ fn bridged_network_puts_guests_on_the_lan_and_keeps_the_host_there() {
     let report: serde_json::Value = serde_json::from_str(&again.stdout()).unwrap();
     assert_eq!(report["writes"], 0, "in sync: no write\n{again}");
     t.env.run(&["--check"]).assert_code(0);
+    let show = t.env.run(&["show", "lan"]);
+    show.assert_success();
+    let text = show.stdout();
+    assert!(
+        text.contains("uplink     eno1 enslaved                    eno1 enslaved"),
+        "{text}"
+    );
+    assert!(
+        text.contains("LAN addresses on the bridge (moved from eno1): 10.77.0.10/24"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0.0.0.0/0 via 10.77.0.1 metric 100"),
+        "{text}"
+    );
+    assert!(!text.contains(" * "), "nothing differs: {text}");
 }
 
 #[test]
