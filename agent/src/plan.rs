@@ -599,6 +599,16 @@ impl Planner<'_> {
                 net.bridge, net.bridge, net.bridge
             ));
         }
+        let stranded: Vec<String> = uplink::movable_addresses(self.snapshot(), &d)
+            .iter()
+            .map(|a| format!("{}/{}", a.address, a.prefix_len))
+            .collect();
+        if !stranded.is_empty() {
+            return self.fail(name, format!(
+                "uplink {uplink} is a port of {} but still has address(es) {} (a take-over interrupted?), which a bridge port cannot use: kvmnet does not guess; move them and {uplink}'s routes onto {} by hand, or release {uplink} and delete {} to have it taken over again",
+                net.bridge, stranded.join(", "), net.bridge, net.bridge
+            ));
+        }
         let mut wanted = net.clone();
         if let Some(mac) = uplink::wanted_mac(net, &d) {
             wanted.mac = mac;

@@ -740,6 +740,17 @@ fn bridged_failures_say_why() {
         "{p:?}"
     );
     assert!(p.steps.is_empty(), "never guesses: {p:?}");
+    // Interrupted between the enslave and the move.
+    let (d, mut o) = in_sync(BRIDGED);
+    o.kernel.addresses[0].index = 2;
+    let p = plan(&d, &o, PRUNE);
+    assert!(
+        p.failures[0]
+            .message
+            .starts_with("uplink eno1 is a port of br0 but still has address(es) 10.12.17.200/24"),
+        "{p:?}"
+    );
+    assert!(p.steps.is_empty(), "never guesses: {p:?}");
 }
 
 #[test]
