@@ -23,6 +23,10 @@ pub fn uplink_warnings(desired: &DesiredState, snapshot: &Snapshot) -> Vec<Strin
         let (Mode::Bridge, Some(uplink)) = (net.spec.mode, &net.spec.uplink) else {
             continue;
         };
+        // An unmanaged bridge is the network manager's, uplink included.
+        if !net.spec.bridge.managed {
+            continue;
+        }
         let Some(link) = snapshot.link_by_name(uplink) else {
             continue;
         };

@@ -167,6 +167,16 @@ pub struct BridgeConfig {
     /// keeps renewing them on the uplink, so they are refused.
     #[serde(default, skip_serializing_if = "is_false")]
     pub move_dynamic: bool,
+    /// false: the bridge exists already, made by NetworkManager,
+    /// systemd-networkd or by hand (mode bridge only, bridge.name required).
+    /// kvmnet only observes and reports it (exists, up, the uplink one of its
+    /// ports) and never changes it. Default true.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub managed: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn is_false(b: &bool) -> bool {
@@ -182,6 +192,7 @@ impl Default for BridgeConfig {
             mtu: None,
             mac: None,
             move_dynamic: false,
+            managed: true,
         }
     }
 }

@@ -434,6 +434,10 @@ impl Planner<'_> {
 
     fn plan_network(&mut self, net: &DesiredNetwork, removed: &BTreeSet<String>) {
         let name = net.name.as_str();
+        if !net.spec.bridge.managed {
+            self.observe_unmanaged(net);
+            return;
+        }
         if let (Mode::Bridge, Some(uplink)) = (net.spec.mode, &net.spec.uplink) {
             self.plan_bridged(net, uplink, removed);
             return;
@@ -536,6 +540,47 @@ impl Planner<'_> {
         self.plan_routes(net, link.as_ref());
         if link.is_none() {
             self.plan_port_reattach(net, old_index);
+        }
+    }
+
+    /// `bridge.managed = false`: drift is reported, never repaired (no step).
+    fn observe_unmanaged(&mut self, net: &DesiredNetwork) {
+        let name = net.name.as_str();
+        let Some(b) = self.snapshot().link_by_name(&net.bridge).cloned() else {
+            self.drift(
+                Some(name),
+                Resource::Bridge,
+                net.bridge.clone(),
+                Change::Missing,
+            );
+            return self.fail(name, format!(
+                "bridge {} does not exist; it is not kvmnet's to create (bridge.managed = false): create it with the tool that manages it",
+                net.bridge
+            ));
+        };
+        if b.kind.as_deref() != Some("bridge") {
+            let kind = b.kind.as_deref().unwrap_or("device");
+            return self.fail(name, format!("{} is a {kind}, not a bridge", net.bridge));
+        }
+        if !b.admin_up {
+            self.changed(
+                name,
+                Resource::Bridge,
+                &net.bridge,
+                "state",
+                "up".into(),
+                "down".into(),
+            );
+        }
+        if let Some(uplink) = &net.spec.uplink {
+            let enslaved = self
+                .snapshot()
+                .link_by_name(uplink)
+                .is_some_and(|d| d.master == Some(b.index));
+            if !enslaved {
+                let object = format!("{uplink} on {}", net.bridge);
+                self.drift(Some(name), Resource::Port, object, Change::Missing);
+            }
         }
     }
 

@@ -318,6 +318,24 @@ fn check_mode_keys(r: &mut Reporter, at: &KeyPath, net: &Network) {
         )
         .hint("remove bridge.move_dynamic; only an enslaved uplink's addresses are moved");
     }
+    if !net.bridge.managed {
+        let at_managed = at.key("bridge").key("managed");
+        if mode != Mode::Bridge {
+            r.error(&at_managed, Target::Value, format!("bridge.managed = false needs mode bridge, this network is mode {mode}"))
+                .hint("kvmnet puts addresses, DHCP and firewall rules on the bridges of the other modes, so it must own them");
+        } else if net.bridge.name.is_none() {
+            r.error(
+                &at_managed,
+                Target::Value,
+                "bridge.managed = false needs bridge.name: the name of the existing bridge",
+            )
+            .hint("add bridge.name = \"br0\" (the bridge NetworkManager, networkd or you made)");
+        }
+        if net.probe.is_some() || net.bridge.move_dynamic {
+            r.error(&at_managed, Target::Value, "probe and bridge.move_dynamic apply to a bridge kvmnet builds, not to one it only observes")
+                .hint("remove probe and bridge.move_dynamic, or bridge.managed");
+        }
+    }
     if let Some(probe) = &net.probe {
         if probe.target.is_some_and(|t| t.is_ipv6()) {
             r.error(
@@ -1069,6 +1087,21 @@ mod tests {
         assert!(e[2].contains("must be an IPv4 address"), "{e:?}");
         assert!(e[3].contains("probe timeout 0s is out of range"), "{e:?}");
         let ok = errors("[networks.n]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge.move_dynamic = true\nprobe = { target = \"10.0.0.1\", timeout = \"500ms\" }\n");
+        assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn unmanaged_bridges_are_existing_bridged_ones() {
+        let e = errors("[networks.n]\nmode = \"nat\"\nbridge.managed = false\n[[networks.n.ip]]\naddress = \"192.168.10.1/24\"\n");
+        assert!(
+            e[0].contains("bridge.managed = false needs mode bridge, this network is mode nat"),
+            "{e:?}"
+        );
+        let e = errors("[networks.n]\nmode = \"bridge\"\nbridge.managed = false\n");
+        assert!(e[0].contains("needs bridge.name"), "{e:?}");
+        let e = errors("[networks.n]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", managed = false }\nprobe.enable = false\n");
+        assert!(e[0].contains("not to one it only observes"), "{e:?}");
+        let ok = errors("[networks.n]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", managed = false }\n");
         assert!(ok.is_empty(), "{ok:?}");
     }
 

@@ -265,3 +265,39 @@ fn bridged_bridge_deleted_by_hand_gets_its_guest_port_back() {
         || ping_ok(&vm, "10.77.0.2"),
     );
 }
+
+#[test]
+fn an_unmanaged_bridge_is_observed_and_reported_never_changed() {
+    let env = AgentEnv::new();
+    let host = env.host();
+    let lan = Netns::new("lan");
+    kvmnet_e2e::veth(host, "eno1", &lan, "lan0");
+    // Made by someone else (NetworkManager, networkd, by hand).
+    host.sh_ok("ip link add br0 type bridge && ip link set eno1 master br0 && ip link set br0 up");
+    env.write_config(
+        "lan.toml",
+        "[networks.lan]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", managed = false }\n",
+    );
+    let once = env.run(&["--once"]);
+    once.assert_success();
+    assert!(once.stdout().contains(", 0 write(s)"), "{once}");
+
+    host.ip_ok(&["link", "set", "br0", "down"]);
+    let check = env.run(&["--check"]);
+    check.assert_code(2);
+    assert!(
+        check
+            .stdout()
+            .contains("~ bridge br0 state: wanted up, found down"),
+        "{check}"
+    );
+    let once = env.run(&["--once"]);
+    once.assert_code(1);
+    assert!(
+        once.stdout().contains(", 0 write(s)"),
+        "reported, never changed: {once}"
+    );
+    let link = host.ip_ok(&["link", "show", "br0"]);
+    assert!(link.contains("state DOWN"), "{link}");
+    assert!(!link.contains("alias"), "{link}");
+}

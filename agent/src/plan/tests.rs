@@ -772,6 +772,39 @@ fn removing_a_bridged_network_gives_everything_back() {
 }
 
 #[test]
+fn an_unmanaged_bridge_is_observed_and_reported_never_changed() {
+    let d = desired(
+        "[networks.b]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", managed = false }\n",
+    );
+    let mut o = host();
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.steps.is_empty());
+    assert!(
+        p.failures[0].message.contains("not kvmnet's to create"),
+        "{p:?}"
+    );
+
+    let mut br0 = link(9, "br0", Some("bridge"), None);
+    br0.admin_up = false;
+    o.kernel.links.push(br0);
+    let p = plan(&d, &o, PRUNE);
+    let drift: Vec<String> = p.drift.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        drift,
+        [
+            "~ bridge br0 state: wanted up, found down",
+            "+ port eno1 on br0: missing"
+        ]
+    );
+    assert!(p.steps.is_empty() && p.failures.is_empty(), "{p:?}");
+
+    bridge_mut(&mut o, "br0").admin_up = true;
+    bridge_mut(&mut o, "eno1").master = Some(9);
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.drift.is_empty() && p.steps.is_empty(), "{p:?}");
+}
+
+#[test]
 fn a_bridged_bridge_deleted_by_hand_gets_the_lan_configuration_back() {
     let (d, mut o) = in_sync(BRIDGED);
     o.lans = crate::lanstate::learn(&Default::default(), &d, &o.kernel);
