@@ -301,3 +301,27 @@ fn an_unmanaged_bridge_is_observed_and_reported_never_changed() {
     assert!(link.contains("state DOWN"), "{link}");
     assert!(!link.contains("alias"), "{link}");
 }
+
+#[test]
+fn daemon_learns_a_guest_port_from_its_event_and_reattaches_it() {
+    let env = AgentEnv::new();
+    env.write_config("nat.toml", NAT);
+    // A long interval: learning and repair must come from kernel events.
+    let _daemon = env.spawn(&["--interval", "1h"]);
+    let host = env.host();
+    let wait = Duration::from_secs(10);
+    wait_for("virbr-nat created", wait, || {
+        host.ip(&["link", "show", "virbr-nat"]).success()
+    });
+    let vm = Netns::new("vm");
+    let port = attach_to_bridge(host, "virbr-nat", &vm, "eth0");
+    let memory = env.state_dir().join("ports.json");
+    wait_for("the port remembered", wait, || {
+        std::fs::read_to_string(&memory).is_ok_and(|m| m.contains(&port))
+    });
+    host.ip_ok(&["link", "del", "virbr-nat"]);
+    wait_for("the port enslaved to the recreated bridge", wait, || {
+        host.ip(&["link", "show", "virbr-nat"]).success()
+            && master_of(host, &port).as_deref() == Some("virbr-nat")
+    });
+}
