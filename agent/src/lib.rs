@@ -16,6 +16,7 @@ pub mod lastgood;
 pub mod load;
 pub mod locate;
 pub mod managers;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod observe;

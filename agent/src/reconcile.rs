@@ -10,11 +10,10 @@ use crate::apply::apply;
 use crate::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
-use crate::lanstate::{self, LanStore};
 use crate::managers;
+use crate::memory::Memory;
 use crate::observe::{observe, Observed};
 use crate::plan::{link_owner, plan, Plan, PlanOptions};
-use crate::ports::{self, PortStore};
 use crate::report::{PassKind, PassReport};
 use crate::uplink::RolledBack;
 
@@ -25,11 +24,9 @@ pub struct Reconciler {
     /// Indexes of the links kvmnet owned at the last observation, so that
     /// kernel events can be filtered to what concerns us.
     owned: Mutex<HashSet<u32>>,
-    /// Guest port memory; without it bridges are recreated without ports.
-    ports: Option<PortStore>,
-    /// What bridged networks' bridges carry; without it a bridge deleted by
-    /// hand is recreated without the host's LAN addresses.
-    lans: Option<LanStore>,
+    /// Guest ports and LAN records; without them a recreated bridge gets
+    /// neither its guests nor (bridged) the host's LAN addresses back.
+    memory: Option<Memory>,
     /// Bridged networks whose uplink take-over was rolled back.
     rolled_back: RolledBack,
 }
@@ -41,56 +38,21 @@ impl Reconciler {
             netlink: Netlink::connect()?,
             sysctls: Sysctls::new(),
             owned: Mutex::default(),
-            ports: None,
-            lans: None,
+            memory: None,
             rolled_back: RolledBack::default(),
         })
     }
 
-    /// Keeps state under `state_dir`: the guest ports of each bridge, to
-    /// re-attach them when the bridge is recreated.
+    /// Keeps state under `state_dir` (see [`Memory`]).
     pub fn with_state_dir(mut self, state_dir: &Path) -> Reconciler {
-        self.ports = Some(PortStore::new(state_dir));
-        self.lans = Some(LanStore::new(state_dir));
+        self.memory = Some(Memory::new(state_dir));
         self
     }
 
-    /// Like [`Reconciler::remember_ports`], for the LAN records.
-    fn remember_lans(&self, desired: &DesiredState, observed: &mut Observed, save: bool) {
-        let Some(store) = &self.lans else {
-            return;
-        };
-        let saved = store.load().unwrap_or_else(|e| {
-            tracing::warn!("cannot read the bridged networks' LAN records: {e}");
-            Default::default()
-        });
-        let learned = lanstate::learn(&saved, desired, &observed.kernel);
-        if save && learned != saved {
-            if let Err(e) = store.save(&saved, &learned) {
-                tracing::warn!("cannot save the bridged networks' LAN records: {e}");
-            }
+    fn recall(&self, desired: &DesiredState, observed: &mut Observed, save: bool) {
+        if let Some(memory) = &self.memory {
+            memory.recall(desired, observed, save);
         }
-        observed.lans = learned;
-    }
-
-    /// Fills in the remembered guest ports, updated from what `observed`
-    /// shows; `save` (converging passes only) writes the update back.
-    fn remember_ports(&self, desired: &DesiredState, observed: &mut Observed, save: bool) {
-        let Some(store) = &self.ports else {
-            return;
-        };
-        // The memory is an aid: a pass goes on without it.
-        let remembered = store.load().unwrap_or_else(|e| {
-            tracing::warn!("cannot read the guest port memory: {e}");
-            Default::default()
-        });
-        let learned = ports::learn(&remembered, desired, &observed.kernel);
-        if save && learned != remembered {
-            if let Err(e) = store.save(&learned) {
-                tracing::warn!("cannot save the guest port memory: {e}");
-            }
-        }
-        observed.ports = learned;
     }
 
     /// Kernel writes made so far.
@@ -134,8 +96,7 @@ impl Reconciler {
     /// Drift audit: changes nothing.
     pub async fn check(&self, desired: &DesiredState) -> Result<PassReport> {
         let mut observed = self.observe(desired).await?;
-        self.remember_ports(desired, &mut observed, false);
-        self.remember_lans(desired, &mut observed, false);
+        self.recall(desired, &mut observed, false);
         let plan = Self::plan(desired, &observed);
         let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
         report.warnings = managers::uplink_warnings(desired, &observed.kernel);
@@ -146,8 +107,7 @@ impl Reconciler {
     pub async fn converge(&self, desired: &DesiredState) -> Result<PassReport> {
         let writes_before = self.writes();
         let mut observed = self.observe(desired).await?;
-        self.remember_ports(desired, &mut observed, true);
-        self.remember_lans(desired, &mut observed, true);
+        self.recall(desired, &mut observed, true);
         let mut plan = Self::plan(desired, &observed);
         self.rolled_back.hold(&mut plan, desired);
         let warnings = managers::uplink_warnings(desired, &observed.kernel);
@@ -160,8 +120,7 @@ impl Reconciler {
         let outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
         self.rolled_back.record(&plan, &outcomes, desired);
         let mut after = self.observe(desired).await?;
-        self.remember_ports(desired, &mut after, true);
-        self.remember_lans(desired, &mut after, true);
+        self.recall(desired, &mut after, true);
         let verify = Self::plan(desired, &after);
         let writes = self.writes() - writes_before;
         let mut report = PassReport::build(
