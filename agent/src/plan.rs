@@ -600,8 +600,22 @@ impl Planner<'_> {
             .filter(|l| !removed.contains(&l.name))
             .cloned();
         let Some(b) = existing else {
+            // The uplink's bridge is removed earlier in this plan (the bridge
+            // or the network was renamed): plan from the state after that.
+            let releasing = d
+                .master
+                .and_then(|m| self.snapshot().link_by_index(m))
+                .filter(|old| removed.contains(&old.name))
+                .filter(|old| {
+                    uplink::uplink_of(self.snapshot(), old).is_some_and(|u| u.index == d.index)
+                });
+            let view = match releasing {
+                Some(old) => uplink::after_give_back(self.snapshot(), old, &d),
+                None => self.snapshot().clone(),
+            };
+            let d = view.link_by_index(d.index).cloned().unwrap_or(d);
             let saved = self.observed.lans.get(name);
-            match uplink::take_over(net, self.snapshot(), &d, saved) {
+            match uplink::take_over(net, &view, &d, saved) {
                 Ok(t) => {
                     self.drift(
                         Some(name),

@@ -325,3 +325,25 @@ fn daemon_learns_a_guest_port_from_its_event_and_reattaches_it() {
             && master_of(host, &port).as_deref() == Some("virbr-nat")
     });
 }
+
+#[test]
+fn renaming_the_bridge_moves_the_uplink_over_in_one_pass() {
+    let t = Lan::new(true);
+    t.env.run(&["--once"]).assert_success();
+    t.env
+        .write_config("lan.toml", &BRIDGED.replace("\"br0\"", "\"br-lan\""));
+    let once = t.env.run(&["--once"]);
+    once.assert_success();
+    let host = t.host();
+    assert_eq!(master_of(host, "eno1").as_deref(), Some("br-lan"));
+    assert!(
+        !host.ip(&["link", "show", "br0"]).success(),
+        "br0 is deleted"
+    );
+    let default = host.ip_ok(&["route", "show", "default"]);
+    assert!(
+        default.contains("via 10.77.0.1 dev br-lan metric 100"),
+        "{default}"
+    );
+    assert!(ping_ok(host, "10.77.0.2"), "host reaches the peer");
+}

@@ -805,6 +805,21 @@ fn an_unmanaged_bridge_is_observed_and_reported_never_changed() {
 }
 
 #[test]
+fn renaming_a_bridged_bridge_moves_the_uplink_over_in_one_pass() {
+    let (_, mut o) = in_sync(BRIDGED);
+    let renamed = desired(&BRIDGED.replace("br0", "br-lan"));
+    let p = converge(&renamed, &mut o);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+    assert_eq!(
+        actions(&p),
+        [
+            "release uplink eno1 from bridge br0, delete br0 and move 1 address(es) and 1 route(s) back onto eno1",
+            "enslave uplink eno1 into new bridge br-lan and move 1 address(es) and 1 route(s) onto it, then probe gateway 10.12.17.1 by ARP within 2s",
+        ]
+    );
+}
+
+#[test]
 fn a_bridged_bridge_deleted_by_hand_gets_the_lan_configuration_back() {
     let (d, mut o) = in_sync(BRIDGED);
     o.lans = crate::lanstate::learn(&Default::default(), &d, &o.kernel);

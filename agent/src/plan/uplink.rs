@@ -305,6 +305,34 @@ pub fn give_back(snapshot: &Snapshot, bridge: &Link, uplink: &Link) -> GiveBack 
     }
 }
 
+/// `snapshot` as it will be once `bridge` has given everything back to
+/// `uplink` (see [`give_back`]), for planning a take-over after it.
+pub fn after_give_back(snapshot: &Snapshot, bridge: &Link, uplink: &Link) -> Snapshot {
+    let moved = give_back(snapshot, bridge, uplink);
+    let mut after = snapshot.clone();
+    after.links.retain(|l| l.index != bridge.index);
+    for port in after
+        .links
+        .iter_mut()
+        .filter(|l| l.master == Some(bridge.index))
+    {
+        port.master = None;
+    }
+    after.addresses.retain(|a| a.index != bridge.index);
+    after.routes.retain(|r| r.oif != Some(bridge.index));
+    after
+        .addresses
+        .extend(moved.addresses.into_iter().map(|a| Address {
+            index: uplink.index,
+            ..a
+        }));
+    after.routes.extend(moved.routes.into_iter().map(|r| Route {
+        oif: Some(uplink.index),
+        ..r
+    }));
+    after
+}
+
 /// The MAC a bridged network's bridge should have.
 pub fn wanted_mac(net: &DesiredNetwork, uplink: &Link) -> Option<MacAddr> {
     net.spec.bridge.mac.or(uplink.mac.map(MacAddr))
