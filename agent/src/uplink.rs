@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::apply::{Outcome, StepResult};
 use crate::desired::DesiredState;
-use crate::kernel::probe::{arp_probe, ProbeFrom};
+use crate::kernel::probe::{ArpProbe, ProbeFrom};
 use crate::kernel::{Address, KernelError, LinkRef, Netlink, Route};
 use crate::model::Network;
 use crate::plan::{Action, Failure, GiveBack, Plan, ProbeSpec, TakeOver};
@@ -193,19 +193,18 @@ async fn move_onto_bridge(
 
 /// Returns why the probe failed, if it did.
 async fn run_probe(b: LinkRef<'_>, mac: [u8; 6], probe: &ProbeSpec) -> Option<String> {
-    let from_name = b.name.to_string();
-    let (index, p) = (b.index, *probe);
-    let result = tokio::task::spawn_blocking(move || {
-        let from = ProbeFrom {
-            index,
-            name: &from_name,
-            mac,
-            source: p.source,
-        };
-        arp_probe(from, p.target, p.timeout)
-    })
-    .await;
-    match result {
+    let from = ProbeFrom {
+        index: b.index,
+        name: b.name,
+        mac,
+        source: probe.source,
+    };
+    let socket = match ArpProbe::open(from, probe.target) {
+        Ok(socket) => socket,
+        Err(e) => return Some(e.to_string()),
+    };
+    let timeout = probe.timeout;
+    match tokio::task::spawn_blocking(move || socket.run(timeout)).await {
         Ok(Ok(true)) => None,
         Ok(Ok(false)) => Some(format!(
             "{}{} did not answer ARP on {} within {}",

@@ -27,32 +27,62 @@ pub struct ProbeFrom<'a> {
     pub source: Ipv4Addr,
 }
 
-/// Whether `target` answers an ARP request from `from` within `timeout`.
-/// Blocking: run it off the async executor (`spawn_blocking`).
-pub fn arp_probe(from: ProbeFrom<'_>, target: Ipv4Addr, timeout: Duration) -> Result<bool> {
-    let op = || format!("ARP probe of {target} from {}", from.name);
-    let io_err = |source| KernelError::Io { op: op(), source };
-    let socket = open(from.index).map_err(io_err)?;
-    let request = arp_request(from.mac, from.source, target);
-    let deadline = Instant::now() + timeout;
-    let mut next_send = Instant::now();
-    let mut buf = [0u8; 64];
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(false);
-        }
-        if now >= next_send {
-            send_broadcast(&socket, from.index, &request).map_err(io_err)?;
-            next_send = now + RESEND;
-        }
-        let wait = next_send.min(deadline) - now;
-        if !readable(&socket, wait).map_err(io_err)? {
-            continue;
-        }
-        let len = recv(&socket, &mut buf).map_err(io_err)?;
-        if is_reply_from(&buf[..len], target) {
-            return Ok(true);
+/// An ARP probe socket bound to one link.
+#[derive(Debug)]
+pub struct ArpProbe {
+    socket: OwnedFd,
+    index: u32,
+    name: String,
+    target: Ipv4Addr,
+    request: [u8; 28],
+}
+
+impl ArpProbe {
+    /// Opens the socket. Like a netlink socket, a packet socket belongs to
+    /// the network namespace of the thread that creates it: open it where
+    /// the netlink sockets were opened, then [`ArpProbe::run`] it anywhere.
+    pub fn open(from: ProbeFrom<'_>, target: Ipv4Addr) -> Result<ArpProbe> {
+        let socket = open(from.index).map_err(|source| KernelError::Io {
+            op: format!("open an ARP socket on {}", from.name),
+            source,
+        })?;
+        Ok(ArpProbe {
+            socket,
+            index: from.index,
+            name: from.name.to_string(),
+            target,
+            request: arp_request(from.mac, from.source, target),
+        })
+    }
+
+    /// Whether the target answers within `timeout`. Blocking: run it off
+    /// the async executor (`spawn_blocking`).
+    pub fn run(self, timeout: Duration) -> Result<bool> {
+        let target = self.target;
+        let io_err = |source| KernelError::Io {
+            op: format!("ARP probe of {target} from {}", self.name),
+            source,
+        };
+        let deadline = Instant::now() + timeout;
+        let mut next_send = Instant::now();
+        let mut buf = [0u8; 64];
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            if now >= next_send {
+                send_broadcast(&self.socket, self.index, &self.request).map_err(io_err)?;
+                next_send = now + RESEND;
+            }
+            let wait = next_send.min(deadline) - now;
+            if !readable(&self.socket, wait).map_err(io_err)? {
+                continue;
+            }
+            let len = recv(&self.socket, &mut buf).map_err(io_err)?;
+            if is_reply_from(&buf[..len], target) {
+                return Ok(true);
+            }
         }
     }
 }
