@@ -347,3 +347,33 @@ fn renaming_the_bridge_moves_the_uplink_over_in_one_pass() {
     );
     assert!(ping_ok(host, "10.77.0.2"), "host reaches the peer");
 }
+
+#[test]
+fn a_dynamic_uplink_address_is_refused_and_nothing_changes() {
+    let env = AgentEnv::new();
+    let host = env.host();
+    let lan = Netns::new("lan");
+    kvmnet_e2e::veth(host, "eno1", &lan, "lan0");
+    // With lifetimes, as a DHCP client sets it: not permanent.
+    host.ip_ok(&[
+        "addr",
+        "add",
+        "10.77.0.10/24",
+        "dev",
+        "eno1",
+        "valid_lft",
+        "3600",
+        "preferred_lft",
+        "3600",
+    ]);
+    env.write_config("lan.toml", BRIDGED);
+    let once = env.run(&["--once"]);
+    once.assert_code(1);
+    assert!(
+        once.stdout()
+            .contains("uplink eno1 has dynamic address(es) 10.77.0.10/24"),
+        "{once}"
+    );
+    assert!(once.stdout().contains(", 0 write(s)"), "{once}");
+    assert_eq!(master_of(host, "eno1"), None);
+}
