@@ -926,7 +926,9 @@ impl Planner<'_> {
                 let Some(link) = route.oif.and_then(|i| snapshot.link_by_index(i)) else {
                     continue;
                 };
-                if link_owner(link).is_some() {
+                // A bridged network's bridge carries the LAN's routes, which
+                // are as foreign as they were on the uplink.
+                if link_owner(link).is_some() && uplink::uplink_of(snapshot, link).is_none() {
                     continue;
                 }
                 let d = route.destination;

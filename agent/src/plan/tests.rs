@@ -805,6 +805,19 @@ fn an_unmanaged_bridge_is_observed_and_reported_never_changed() {
 }
 
 #[test]
+fn the_lan_subnet_stays_in_use_once_on_a_bridged_bridge() {
+    let (_, o) = in_sync(BRIDGED);
+    let both = desired(&format!(
+        "{BRIDGED}[networks.n]\nmode = \"nat\"\n[[networks.n.ip]]\naddress = \"10.12.17.1/24\"\n"
+    ));
+    let p = plan(&both, &o, PRUNE);
+    assert_eq!(
+        p.failures[0].message,
+        "10.12.17.0/24 is already in use by br0 (route 10.12.17.0/24)"
+    );
+}
+
+#[test]
 fn renaming_a_bridged_bridge_moves_the_uplink_over_in_one_pass() {
     let (_, mut o) = in_sync(BRIDGED);
     let renamed = desired(&BRIDGED.replace("br0", "br-lan"));
