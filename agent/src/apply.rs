@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::kernel::sysctl::{Sysctl, Sysctls};
 use crate::kernel::{KernelError, LinkRef, Netlink, RouteSpec, Snapshot};
 use crate::plan::{Action, Step};
+use crate::uplink;
 
 /// What became of one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,7 +66,7 @@ pub async fn apply(
                 Ok(()) => StepResult::Done,
                 Err(e) => {
                     failed.insert(step.network.clone());
-                    StepResult::Failed(e.to_string())
+                    StepResult::Failed(e)
                 }
             }
         };
@@ -172,6 +173,22 @@ async fn run(
     sysctls: &Sysctls,
     indexes: &mut HashMap<String, u32>,
     action: &Action,
+) -> Result<(), String> {
+    match action {
+        // Compound actions that report their own rollback.
+        Action::TakeOverUplink(t) => uplink::take_over(netlink, indexes, t).await,
+        Action::GiveBackUplink(g) => uplink::give_back(netlink, indexes, g).await,
+        _ => run_kernel(netlink, sysctls, indexes, action)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+async fn run_kernel(
+    netlink: &Netlink,
+    sysctls: &Sysctls,
+    indexes: &mut HashMap<String, u32>,
+    action: &Action,
 ) -> Result<(), KernelError> {
     match action {
         Action::CreateBridge {
@@ -191,6 +208,11 @@ async fn run(
         Action::SetMtu { link: l, mtu } => netlink.set_mtu(link(indexes, l)?, *mtu).await,
         Action::SetMac { link: l, mac } => netlink.set_mac(link(indexes, l)?, mac.0).await,
         Action::SetUp { link: l } => netlink.set_up(link(indexes, l)?, true).await,
+        Action::SetMaster { link: l, master } => {
+            netlink
+                .set_master(link(indexes, l)?, Some(link(indexes, master)?))
+                .await
+        }
         Action::DeleteLink { link: l } => {
             netlink.delete_link(link(indexes, l)?).await?;
             indexes.remove(l);
@@ -246,6 +268,9 @@ async fn run(
             Err(KernelError::Unavailable { .. }) if ipv6_off_is_fine(key, *value) => Ok(()),
             result => result,
         },
+        Action::TakeOverUplink(_) | Action::GiveBackUplink(_) => {
+            unreachable!("compound actions are run by `run`")
+        }
     }
 }
 

@@ -384,15 +384,21 @@ fn spawn_kernel_events(
     Ok(())
 }
 
-/// Links marked as ours (or ours at the last observation), addresses on
-/// them, and our routes.
+/// Links marked as ours (or ours at the last observation), ports joining
+/// them (to remember guest ports), addresses on them, and our routes.
 fn concerns_us(event: &KernelEvent, reconciler: &Reconciler) -> bool {
     match event {
-        KernelEvent::Link { index, alias, .. } => {
+        KernelEvent::Link {
+            index,
+            alias,
+            master,
+            ..
+        } => {
             alias
                 .as_deref()
                 .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
                 || reconciler.owns_link(*index)
+                || master.is_some_and(|m| reconciler.owns_link(m))
         }
         KernelEvent::Address { index } => reconciler.owns_link(*index),
         KernelEvent::Route { oif, protocol } => {

@@ -53,6 +53,52 @@ pub struct Network {
     /// Ports of the host forwarded to guests (mode nat only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub port_forwards: Vec<PortForward>,
+    /// The connectivity check after the uplink's addresses moved onto the
+    /// bridge (mode bridge with uplink); it failing rolls the move back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeConfig>,
+}
+
+/// Connectivity probe of a bridged network: an ARP request from the bridge
+/// that must be answered.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Probe at all (default true). Without a probe a move that cut the host
+    /// off is not rolled back.
+    #[serde(default = "default_true")]
+    pub enable: bool,
+    /// IPv4 address that must answer ARP. Default: the uplink's IPv4 default
+    /// gateway (no gateway: no probe).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_opt_ip"
+    )]
+    pub target: Option<IpAddr>,
+    /// How long to wait for the answer (default 2s). With STP on, the
+    /// bridge's listening and learning time (twice the forward delay) is
+    /// added, since the bridge forwards nothing before.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: HumanDuration,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            enable: true,
+            target: None,
+            timeout: default_probe_timeout(),
+        }
+    }
+}
+
+fn default_probe_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+
+fn de_opt_ip<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    de_ip(d).map(Some)
 }
 
 /// The forwarding mode of a network (libvirt's `<forward mode=...>`).
@@ -111,9 +157,30 @@ pub struct BridgeConfig {
     /// MTU of the bridge (and the MTU DHCP announces).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
-    /// MAC address of the bridge. Default: derived from the network name.
+    /// MAC address of the bridge. Default: derived from the network name;
+    /// the uplink's (mode bridge with uplink), so that the LAN's DHCP leases
+    /// and ARP caches stay valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
+    /// Mode bridge with uplink: move the uplink's dynamic addresses too (from
+    /// a DHCP client or router advertisements). Off by default: their client
+    /// keeps renewing them on the uplink, so they are refused.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub move_dynamic: bool,
+    /// false: the bridge exists already, made by NetworkManager,
+    /// systemd-networkd or by hand (mode bridge only, bridge.name required).
+    /// kvmnet only observes and reports it (exists, up, the uplink one of its
+    /// ports) and never changes it. Default true.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub managed: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for BridgeConfig {
@@ -124,6 +191,8 @@ impl Default for BridgeConfig {
             delay: HumanDuration::default(),
             mtu: None,
             mac: None,
+            move_dynamic: false,
+            managed: true,
         }
     }
 }

@@ -15,6 +15,9 @@ use crate::kernel::{BridgeAttrs, BridgeSettings, Link, Snapshot, RTPROT_KVMNET, 
 use crate::model::{MacAddr, Mode};
 use crate::observe::Observed;
 
+mod uplink;
+pub use uplink::{movable_addresses, movable_routes, GiveBack, ProbeSpec, TakeOver};
+
 /// The alias prefix that marks a link as kvmnet's: `kvmnet:<network>`.
 pub const ALIAS_PREFIX: &str = "kvmnet:";
 
@@ -37,6 +40,7 @@ pub enum Resource {
     Sysctl,
     Firewall,
     Dnsmasq,
+    Port,
 }
 
 impl fmt::Display for Resource {
@@ -48,6 +52,7 @@ impl fmt::Display for Resource {
             Resource::Sysctl => "sysctl",
             Resource::Firewall => "firewall",
             Resource::Dnsmasq => "dnsmasq",
+            Resource::Port => "port",
         })
     }
 }
@@ -144,6 +149,11 @@ pub enum Action {
     SetUp {
         link: String,
     },
+    /// Enslaves `link` to the bridge `master`.
+    SetMaster {
+        link: String,
+        master: String,
+    },
     DeleteLink {
         link: String,
     },
@@ -171,6 +181,11 @@ pub enum Action {
         key: Sysctl,
         value: u32,
     },
+    /// Mode bridge: build the bridge around the uplink, probe, and roll back
+    /// exactly if the probe fails. One action: apply carries it out whole.
+    TakeOverUplink(Box<TakeOver>),
+    /// Mode bridge, network removed: everything back onto the uplink.
+    GiveBackUplink(Box<GiveBack>),
 }
 
 impl fmt::Display for Action {
@@ -186,6 +201,7 @@ impl fmt::Display for Action {
             Action::SetMtu { link, mtu } => write!(f, "set MTU {mtu} on {link}"),
             Action::SetMac { link, mac } => write!(f, "set MAC {mac} on {link}"),
             Action::SetUp { link } => write!(f, "bring {link} up"),
+            Action::SetMaster { link, master } => write!(f, "enslave {link} to {master}"),
             Action::DeleteLink { link } => write!(f, "delete link {link}"),
             Action::AddAddress {
                 link,
@@ -220,6 +236,8 @@ impl fmt::Display for Action {
                 write!(f, " metric {metric}")
             }
             Action::SetSysctl { key, value } => write!(f, "set {key} = {value}"),
+            Action::TakeOverUplink(t) => t.fmt(f),
+            Action::GiveBackUplink(g) => g.fmt(f),
         }
     }
 }
@@ -348,7 +366,16 @@ impl Planner<'_> {
         }
         for (owner, name) in stale {
             self.drift(Some(&owner), Resource::Bridge, name.clone(), Change::Extra);
-            self.step(Some(&owner), Action::DeleteLink { link: name.clone() });
+            let snapshot = self.snapshot();
+            let give_back = snapshot.link_by_name(&name).and_then(|bridge| {
+                uplink::uplink_of(snapshot, bridge)
+                    .map(|uplink| uplink::give_back(snapshot, bridge, uplink))
+            });
+            let action = match give_back {
+                Some(g) => Action::GiveBackUplink(Box::new(g)),
+                None => Action::DeleteLink { link: name.clone() },
+            };
+            self.step(Some(&owner), action);
             removed.insert(name);
         }
         // Our routes on links that stay, or on no link, that no network wants.
@@ -407,11 +434,12 @@ impl Planner<'_> {
 
     fn plan_network(&mut self, net: &DesiredNetwork, removed: &BTreeSet<String>) {
         let name = net.name.as_str();
-        if net.spec.mode == Mode::Bridge && net.spec.uplink.is_some() {
-            self.fail(name, format!(
-                "enslaving uplink {} into {} is not supported by this version; remove uplink to create {} without ports",
-                net.spec.uplink.as_deref().unwrap_or_default(), net.bridge, net.bridge
-            ));
+        if !net.spec.bridge.managed {
+            self.observe_unmanaged(net);
+            return;
+        }
+        if let (Mode::Bridge, Some(uplink)) = (net.spec.mode, &net.spec.uplink) {
+            self.plan_bridged(net, uplink, removed);
             return;
         }
         if let Some(message) = self.subnet_in_use(net) {
@@ -420,6 +448,7 @@ impl Planner<'_> {
         }
         let wanted_attrs = wanted_bridge_attrs(net);
         let existing = self.snapshot().link_by_name(&net.bridge).cloned();
+        let old_index = existing.as_ref().map(|l| l.index);
         let link = match existing {
             Some(link) if removed.contains(&link.name) => None,
             Some(link) => match link_owner(&link) {
@@ -509,6 +538,184 @@ impl Planner<'_> {
         }
         self.plan_addresses(net, link.as_ref());
         self.plan_routes(net, link.as_ref());
+        if link.is_none() {
+            self.plan_port_reattach(net, old_index);
+        }
+    }
+
+    /// `bridge.managed = false`: drift is reported, never repaired (no step).
+    fn observe_unmanaged(&mut self, net: &DesiredNetwork) {
+        let name = net.name.as_str();
+        let Some(b) = self.snapshot().link_by_name(&net.bridge).cloned() else {
+            self.drift(
+                Some(name),
+                Resource::Bridge,
+                net.bridge.clone(),
+                Change::Missing,
+            );
+            return self.fail(name, format!(
+                "bridge {} does not exist; it is not kvmnet's to create (bridge.managed = false): create it with the tool that manages it",
+                net.bridge
+            ));
+        };
+        if b.kind.as_deref() != Some("bridge") {
+            let kind = b.kind.as_deref().unwrap_or("device");
+            return self.fail(name, format!("{} is a {kind}, not a bridge", net.bridge));
+        }
+        if !b.admin_up {
+            self.changed(
+                name,
+                Resource::Bridge,
+                &net.bridge,
+                "state",
+                "up".into(),
+                "down".into(),
+            );
+        }
+        if let Some(uplink) = &net.spec.uplink {
+            let enslaved = self
+                .snapshot()
+                .link_by_name(uplink)
+                .is_some_and(|d| d.master == Some(b.index));
+            if !enslaved {
+                let object = format!("{uplink} on {}", net.bridge);
+                self.drift(Some(name), Resource::Port, object, Change::Missing);
+            }
+        }
+    }
+
+    /// Mode bridge with an uplink: the bridge is built around the uplink
+    /// once; afterwards only the bridge's own attributes are kept. Its
+    /// addresses and routes are the LAN's (moved from the uplink), not
+    /// kvmnet's: they are neither added nor removed.
+    fn plan_bridged(&mut self, net: &DesiredNetwork, uplink: &str, removed: &BTreeSet<String>) {
+        let name = net.name.as_str();
+        let Some(d) = self.snapshot().link_by_name(uplink).cloned() else {
+            self.fail(name, format!("uplink {uplink} does not exist"));
+            return;
+        };
+        let existing = self
+            .snapshot()
+            .link_by_name(&net.bridge)
+            .filter(|l| !removed.contains(&l.name))
+            .cloned();
+        let Some(b) = existing else {
+            // The uplink's bridge is removed earlier in this plan (the bridge
+            // or the network was renamed): plan from the state after that.
+            let releasing = d
+                .master
+                .and_then(|m| self.snapshot().link_by_index(m))
+                .filter(|old| removed.contains(&old.name))
+                .filter(|old| {
+                    uplink::uplink_of(self.snapshot(), old).is_some_and(|u| u.index == d.index)
+                });
+            let view = match releasing {
+                Some(old) => uplink::after_give_back(self.snapshot(), old, &d),
+                None => self.snapshot().clone(),
+            };
+            let d = view.link_by_index(d.index).cloned().unwrap_or(d);
+            let saved = self.observed.lans.get(name);
+            match uplink::take_over(net, &view, &d, saved) {
+                Ok(t) => {
+                    self.drift(
+                        Some(name),
+                        Resource::Bridge,
+                        net.bridge.clone(),
+                        Change::Missing,
+                    );
+                    self.step(Some(name), Action::TakeOverUplink(Box::new(t)));
+                    self.plan_port_reattach(net, None);
+                }
+                Err(message) => self.fail(name, message),
+            }
+            return;
+        };
+        let kind = b.kind.as_deref().unwrap_or("device");
+        match link_owner(&b) {
+            Some(owner) if owner == name && kind == "bridge" => {}
+            Some(owner) if owner == name => {
+                return self.fail(name, format!(
+                    "{} is marked as kvmnet's but is a {kind}, not a bridge; kvmnet does not delete it while uplink {uplink} may depend on it: delete it by hand",
+                    net.bridge
+                ));
+            }
+            Some(owner) => {
+                return self.fail(name, format!(
+                    "bridge name {} is taken by network {owner:?}, which kvmnet still runs (its file was rejected?)",
+                    net.bridge
+                ));
+            }
+            None => {
+                return self.fail(name, format!(
+                    "bridge name {} is taken by a {kind} kvmnet does not own (made by NetworkManager or systemd-networkd?); kvmnet never changes it: rename the bridge (bridge.name) or remove that link",
+                    net.bridge
+                ));
+            }
+        }
+        if d.master != Some(b.index) {
+            return self.fail(name, format!(
+                "uplink {uplink} is not a port of {} any more (released by hand?) and the LAN addresses may still be on {}: kvmnet does not guess; move them back onto {uplink} and delete {} to have it built again",
+                net.bridge, net.bridge, net.bridge
+            ));
+        }
+        let stranded: Vec<String> = uplink::movable_addresses(self.snapshot(), &d)
+            .iter()
+            .map(|a| format!("{}/{}", a.address, a.prefix_len))
+            .collect();
+        if !stranded.is_empty() {
+            return self.fail(name, format!(
+                "uplink {uplink} is a port of {} but still has address(es) {} (a take-over interrupted?), which a bridge port cannot use: kvmnet does not guess; move them and {uplink}'s routes onto {} by hand, or release {uplink} and delete {} to have it taken over again",
+                net.bridge, stranded.join(", "), net.bridge, net.bridge
+            ));
+        }
+        let mut wanted = net.clone();
+        if let Some(mac) = uplink::wanted_mac(net, &d) {
+            wanted.mac = mac;
+        }
+        self.plan_bridge_attrs(&wanted, &b, wanted_bridge_attrs(net));
+        if !b.admin_up {
+            self.changed(
+                name,
+                Resource::Bridge,
+                &net.bridge,
+                "state",
+                "up".into(),
+                "down".into(),
+            );
+            self.step(
+                Some(name),
+                Action::SetUp {
+                    link: net.bridge.clone(),
+                },
+            );
+        }
+    }
+
+    /// A bridge about to be (re)created gets back the guest ports it had:
+    /// remembered ports that still exist and are free, i.e. have no master
+    /// or only the old bridge this plan deletes. A port enslaved elsewhere
+    /// since then was moved on purpose and is left there.
+    fn plan_port_reattach(&mut self, net: &DesiredNetwork, old_index: Option<u32>) {
+        let Some(remembered) = self.observed.ports.get(&net.name) else {
+            return;
+        };
+        let free: Vec<String> = remembered
+            .iter()
+            .filter_map(|port| self.snapshot().link_by_name(port))
+            .filter(|l| l.master.is_none() || l.master == old_index)
+            .map(|l| l.name.clone())
+            .collect();
+        for port in free {
+            let object = format!("{port} on {}", net.bridge);
+            self.drift(Some(&net.name), Resource::Port, object, Change::Missing);
+            self.step(
+                Some(&net.name),
+                Action::SetMaster {
+                    link: port,
+                    master: net.bridge.clone(),
+                },
+            );
+        }
     }
 
     fn plan_bridge_attrs(&mut self, net: &DesiredNetwork, link: &Link, wanted: BridgeAttrs) {
@@ -719,7 +926,9 @@ impl Planner<'_> {
                 let Some(link) = route.oif.and_then(|i| snapshot.link_by_index(i)) else {
                     continue;
                 };
-                if link_owner(link).is_some() {
+                // A bridged network's bridge carries the LAN's routes, which
+                // are as foreign as they were on the uplink.
+                if link_owner(link).is_some() && uplink::uplink_of(snapshot, link).is_none() {
                     continue;
                 }
                 let d = route.destination;

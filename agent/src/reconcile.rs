@@ -11,9 +11,12 @@ use crate::desired::DesiredState;
 use crate::dnsmasq::{self, DnsPlan};
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
+use crate::managers;
+use crate::memory::Memory;
 use crate::observe::{observe, Observed};
 use crate::plan::{link_owner, plan, Plan, PlanOptions};
 use crate::report::{PassKind, PassReport};
+use crate::uplink::RolledBack;
 
 /// The kernel handles a pass works with.
 pub struct Reconciler {
@@ -24,6 +27,11 @@ pub struct Reconciler {
     owned: Mutex<HashSet<u32>>,
     /// The networks' dnsmasq instances, under the run and state directories.
     dnsmasq: dnsmasq::Supervisor,
+    /// Guest ports and LAN records; without them a recreated bridge gets
+    /// neither its guests nor (bridged) the host's LAN addresses back.
+    memory: Memory,
+    /// Bridged networks whose uplink take-over was rolled back.
+    rolled_back: RolledBack,
 }
 
 impl Reconciler {
@@ -35,6 +43,8 @@ impl Reconciler {
             sysctls: Sysctls::new(),
             owned: Mutex::default(),
             dnsmasq: dnsmasq::Supervisor::new(run_dir, state_dir),
+            memory: Memory::new(state_dir),
+            rolled_back: RolledBack::default(),
         })
     }
 
@@ -96,37 +106,33 @@ impl Reconciler {
 
     /// Drift audit: changes nothing.
     pub async fn check(&self, desired: &DesiredState) -> Result<PassReport> {
-        let observed = self.observe(desired).await?;
+        let mut observed = self.observe(desired).await?;
+        self.memory.recall(desired, &mut observed, false);
         let mut plan = Self::plan(desired, &observed);
         plan.drift.extend(self.dnsmasq_plan(desired, &plan).drift);
-        Ok(PassReport::build(
-            PassKind::Check,
-            desired,
-            &plan,
-            &[],
-            None,
-            0,
-        ))
+        let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
+        report.warnings = managers::uplink_warnings(desired, &observed.kernel);
+        Ok(report)
     }
 
     /// Converges, then verifies against a second observation.
     pub async fn converge(&self, desired: &DesiredState) -> Result<PassReport> {
         let writes_before = self.writes();
-        let observed = self.observe(desired).await?;
+        let mut observed = self.observe(desired).await?;
+        self.memory.recall(desired, &mut observed, true);
         let mut plan = Self::plan(desired, &observed);
+        self.rolled_back.hold(&mut plan, desired);
+        let warnings = managers::uplink_warnings(desired, &observed.kernel);
         let dns = self.dnsmasq_plan(desired, &plan);
         plan.drift.extend(dns.drift.iter().cloned());
         if plan.steps.is_empty() && dns.actions.is_empty() {
-            return Ok(PassReport::build(
-                PassKind::Converge,
-                desired,
-                &plan,
-                &[],
-                Some(&plan),
-                0,
-            ));
+            let mut report =
+                PassReport::build(PassKind::Converge, desired, &plan, &[], Some(&plan), 0);
+            report.warnings = warnings;
+            return Ok(report);
         }
         let mut outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
+        self.rolled_back.record(&plan, &outcomes, desired);
         // dnsmasq after the kernel steps: it serves the bridge and its address.
         let no_bridge: BTreeSet<String> = outcomes
             .iter()
@@ -134,18 +140,22 @@ impl Reconciler {
             .filter_map(|o| o.network.clone())
             .collect();
         outcomes.extend(self.dnsmasq.apply(&dns.actions, &no_bridge).await);
-        let mut verify = Self::plan(desired, &self.observe(desired).await?);
+        let mut after = self.observe(desired).await?;
+        self.memory.recall(desired, &mut after, true);
+        let mut verify = Self::plan(desired, &after);
         verify
             .drift
             .extend(self.dnsmasq_plan(desired, &verify).drift);
         let writes = self.writes() - writes_before;
-        Ok(PassReport::build(
+        let mut report = PassReport::build(
             PassKind::Converge,
             desired,
             &plan,
             &outcomes,
             Some(&verify),
             writes,
-        ))
+        );
+        report.warnings = warnings;
+        Ok(report)
     }
 }

@@ -10,7 +10,8 @@ use crate::kernel::{RTPROT_KVMNET, RT_TABLE_MAIN};
 use crate::model::{MacAddr, Mode};
 use crate::observe::Observed;
 use crate::plan::{
-    centis, link_owner, plan, wanted_bridge_attrs, wanted_routes, Drift, PlanOptions,
+    centis, link_owner, movable_addresses, movable_routes, plan, wanted_bridge_attrs,
+    wanted_routes, Drift, PlanOptions,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +23,20 @@ pub struct NetworkView {
     pub observed: Option<Side>,
     pub drift: Vec<Drift>,
     pub errors: Vec<String>,
+    /// Mode bridge with an uplink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkView>,
+}
+
+/// A bridged network's uplink and the LAN configuration moved onto its
+/// bridge (which is the LAN's, not kvmnet's: no desired side).
+#[derive(Debug, Clone, Serialize)]
+pub struct UplinkView {
+    pub name: String,
+    /// "enslaved" (a port of the bridge), "not enslaved" or "missing".
+    pub state: &'static str,
+    pub addresses: Vec<String>,
+    pub routes: Vec<String>,
 }
 
 /// One side of the comparison: what is wanted, or what the kernel holds.
@@ -53,7 +68,7 @@ pub fn views(desired: &DesiredState, observed: &Observed, only: Option<&str>) ->
             name: n.name.clone(),
             mode: n.spec.mode,
             file: n.file.clone(),
-            desired: desired_side(n),
+            desired: desired_side(n, observed),
             observed: observed_side(n, observed),
             drift: plan
                 .drift
@@ -67,11 +82,57 @@ pub fn views(desired: &DesiredState, observed: &Observed, only: Option<&str>) ->
                 .filter(|f| f.network == n.name)
                 .map(|f| f.message.clone())
                 .collect(),
+            uplink: uplink_view(n, observed),
         })
         .collect()
 }
 
-fn desired_side(n: &DesiredNetwork) -> Side {
+fn uplink_view(n: &DesiredNetwork, observed: &Observed) -> Option<UplinkView> {
+    let (Mode::Bridge, Some(name)) = (n.spec.mode, &n.spec.uplink) else {
+        return None;
+    };
+    let snapshot = &observed.kernel;
+    let bridge = snapshot.link_by_name(&n.bridge);
+    let state = match snapshot.link_by_name(name) {
+        None => "missing",
+        Some(d) if d.master.is_some() && d.master == bridge.map(|b| b.index) => "enslaved",
+        Some(_) => "not enslaved",
+    };
+    let (addresses, routes) = match bridge {
+        Some(b) => (
+            movable_addresses(snapshot, b)
+                .iter()
+                .map(|a| format!("{}/{}", a.address, a.prefix_len))
+                .collect(),
+            movable_routes(snapshot, b)
+                .iter()
+                .map(|r| {
+                    let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+                    format!(
+                        "{}{via} metric {} proto {}",
+                        r.destination, r.metric, r.protocol
+                    )
+                })
+                .collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    Some(UplinkView {
+        name: name.clone(),
+        state,
+        addresses,
+        routes,
+    })
+}
+
+fn desired_side(n: &DesiredNetwork, observed: &Observed) -> Side {
+    // A bridged network's bridge takes its uplink's MAC.
+    let uplink_mac = match (n.spec.mode, &n.spec.uplink, n.spec.bridge.mac) {
+        (Mode::Bridge, Some(uplink), None) => {
+            observed.kernel.link_by_name(uplink).and_then(|l| l.mac)
+        }
+        _ => None,
+    };
     Side {
         bridge: n.bridge.clone(),
         index: None,
@@ -80,7 +141,7 @@ fn desired_side(n: &DesiredNetwork) -> Side {
         stp: n.spec.bridge.stp,
         delay: centis(wanted_bridge_attrs(n).forward_delay_cs),
         mtu: n.spec.bridge.mtu,
-        mac: n.mac.to_string(),
+        mac: uplink_mac.map_or(n.mac, MacAddr).to_string(),
         addresses: n.spec.ip.iter().map(|ip| ip.address.to_string()).collect(),
         routes: wanted_routes(n)
             .iter()
@@ -186,18 +247,37 @@ pub fn to_text(views: &[NetworkView]) -> String {
             );
         }
         row(&mut out, "mac", d.mac.clone(), o.map(|o| o.mac.clone()));
-        row(
-            &mut out,
-            "addresses",
-            list(&d.addresses),
-            o.map(|o| list(&o.addresses)),
-        );
-        row(
-            &mut out,
-            "routes",
-            list(&d.routes),
-            o.map(|o| list(&o.routes)),
-        );
+        match &v.uplink {
+            Some(u) => {
+                row(
+                    &mut out,
+                    "uplink",
+                    format!("{} enslaved", u.name),
+                    Some(format!("{} {}", u.name, u.state)),
+                );
+                let _ = writeln!(
+                    out,
+                    "   LAN addresses on the bridge (moved from {}): {}",
+                    u.name,
+                    list(&u.addresses)
+                );
+                let _ = writeln!(out, "   LAN routes on the bridge: {}", list(&u.routes));
+            }
+            None => {
+                row(
+                    &mut out,
+                    "addresses",
+                    list(&d.addresses),
+                    o.map(|o| list(&o.addresses)),
+                );
+                row(
+                    &mut out,
+                    "routes",
+                    list(&d.routes),
+                    o.map(|o| list(&o.routes)),
+                );
+            }
+        }
         for drift in &v.drift {
             let _ = writeln!(out, "   {drift}");
         }

@@ -301,6 +301,60 @@ fn check_mode_keys(r: &mut Reporter, at: &KeyPath, net: &Network) {
             );
         }
     }
+    let bridged = mode == Mode::Bridge && net.uplink.is_some();
+    if net.probe.is_some() && !bridged {
+        r.error(
+            &at.key("probe"),
+            Target::Key,
+            format!("probe applies to mode bridge with an uplink, this network is mode {mode}{}", if mode == Mode::Bridge { " without uplink" } else { "" }),
+        )
+        .hint("remove probe; it checks connectivity after the uplink's addresses moved onto the bridge");
+    }
+    if net.bridge.move_dynamic && !bridged {
+        r.error(
+            &at.key("bridge").key("move_dynamic"),
+            Target::Key,
+            "move_dynamic applies to mode bridge with an uplink",
+        )
+        .hint("remove bridge.move_dynamic; only an enslaved uplink's addresses are moved");
+    }
+    if !net.bridge.managed {
+        let at_managed = at.key("bridge").key("managed");
+        if mode != Mode::Bridge {
+            r.error(&at_managed, Target::Value, format!("bridge.managed = false needs mode bridge, this network is mode {mode}"))
+                .hint("kvmnet puts addresses, DHCP and firewall rules on the bridges of the other modes, so it must own them");
+        } else if net.bridge.name.is_none() {
+            r.error(
+                &at_managed,
+                Target::Value,
+                "bridge.managed = false needs bridge.name: the name of the existing bridge",
+            )
+            .hint("add bridge.name = \"br0\" (the bridge NetworkManager, networkd or you made)");
+        }
+        if net.probe.is_some() || net.bridge.move_dynamic {
+            r.error(&at_managed, Target::Value, "probe and bridge.move_dynamic apply to a bridge kvmnet builds, not to one it only observes")
+                .hint("remove probe and bridge.move_dynamic, or bridge.managed");
+        }
+    }
+    if let Some(probe) = &net.probe {
+        if probe.target.is_some_and(|t| t.is_ipv6()) {
+            r.error(
+                &at.key("probe").key("target"),
+                Target::Value,
+                "the probe is an ARP request: its target must be an IPv4 address",
+            );
+        }
+        if probe.timeout.0.is_zero() || probe.timeout.0 > std::time::Duration::from_secs(60) {
+            r.error(
+                &at.key("probe").key("timeout"),
+                Target::Value,
+                format!(
+                    "probe timeout {} is out of range: expected more than 0s and at most 60s",
+                    probe.timeout
+                ),
+            );
+        }
+    }
     match mode {
         Mode::Bridge => {
             let why =
@@ -1020,6 +1074,36 @@ mod tests {
     }
 
     const NAT: &str = "[networks.n]\nmode = \"nat\"\n[[networks.n.ip]]\naddress = \"192.168.10.1/24\"\ndhcp.ranges = [{ start = \"192.168.10.2\", end = \"192.168.10.254\" }]\n";
+
+    #[test]
+    fn probe_and_move_dynamic_need_a_bridged_uplink() {
+        let e = errors("[networks.n]\nmode = \"bridge\"\nbridge.move_dynamic = true\nprobe = { target = \"fd00::1\", timeout = \"0s\" }\n");
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[0].contains("probe applies to mode bridge with an uplink, this network is mode bridge without uplink"), "{e:?}");
+        assert!(
+            e[1].contains("move_dynamic applies to mode bridge with an uplink"),
+            "{e:?}"
+        );
+        assert!(e[2].contains("must be an IPv4 address"), "{e:?}");
+        assert!(e[3].contains("probe timeout 0s is out of range"), "{e:?}");
+        let ok = errors("[networks.n]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge.move_dynamic = true\nprobe = { target = \"10.0.0.1\", timeout = \"500ms\" }\n");
+        assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn unmanaged_bridges_are_existing_bridged_ones() {
+        let e = errors("[networks.n]\nmode = \"nat\"\nbridge.managed = false\n[[networks.n.ip]]\naddress = \"192.168.10.1/24\"\n");
+        assert!(
+            e[0].contains("bridge.managed = false needs mode bridge, this network is mode nat"),
+            "{e:?}"
+        );
+        let e = errors("[networks.n]\nmode = \"bridge\"\nbridge.managed = false\n");
+        assert!(e[0].contains("needs bridge.name"), "{e:?}");
+        let e = errors("[networks.n]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", managed = false }\nprobe.enable = false\n");
+        assert!(e[0].contains("not to one it only observes"), "{e:?}");
+        let ok = errors("[networks.n]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", managed = false }\n");
+        assert!(ok.is_empty(), "{ok:?}");
+    }
 
     #[test]
     fn valid_network_resolves_defaults() {

@@ -22,6 +22,8 @@ pub enum KernelEvent {
         index: u32,
         name: Option<String>,
         alias: Option<String>,
+        /// IFLA_MASTER: a port joining (or in) a bridge.
+        master: Option<u32>,
     },
     Address {
         index: u32,
@@ -77,10 +79,12 @@ fn decode(message: RouteNetlinkMessage) -> Option<KernelEvent> {
         RouteNetlinkMessage::NewLink(m) | RouteNetlinkMessage::DelLink(m) => {
             let mut name = None;
             let mut alias = None;
+            let mut master = None;
             for attr in m.attributes {
                 match attr {
                     LinkAttribute::IfName(n) => name = Some(n),
                     LinkAttribute::IfAlias(a) => alias = Some(a),
+                    LinkAttribute::Controller(i) => master = Some(i),
                     _ => {}
                 }
             }
@@ -88,6 +92,7 @@ fn decode(message: RouteNetlinkMessage) -> Option<KernelEvent> {
                 index: m.header.index,
                 name,
                 alias,
+                master,
             })
         }
         RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {

@@ -8,6 +8,7 @@
 
 mod error;
 pub mod events;
+pub mod probe;
 mod snapshot;
 pub mod sysctl;
 mod write;

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::{
-    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
+    address::{AddressAttribute, AddressFlags, AddressMessage},
     link::{InfoBridge, InfoData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteVia},
     AddressFamily,
@@ -77,8 +77,9 @@ impl BridgeAttrs {
 /// (BR_MIN_FORWARD_DELAY..=BR_MAX_FORWARD_DELAY: 2 s..=30 s), in centiseconds.
 pub(super) const STP_FORWARD_DELAY_CS: std::ops::RangeInclusive<u32> = 200..=3000;
 
-/// An interface address (IPv4 or IPv6, link-local included).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An interface address (IPv4 or IPv6, link-local included). Serializable:
+/// a bridged network's LAN addresses are kept in the state directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Address {
     pub index: u32,
     pub address: IpAddr,
@@ -89,10 +90,15 @@ pub struct Address {
     /// IFA_F_PERMANENT: configured statically, not learned from DHCP or RA
     /// (those have lifetimes).
     pub permanent: bool,
+    /// All IFA_F_* flags (noprefixroute, nodad...), to copy an address exactly
+    /// when it moves between links (mode bridge).
+    pub flags: u32,
+    /// IFA_BROADCAST (IPv4), when set: `ip address add` sets none unless told.
+    pub broadcast: Option<Ipv4Addr>,
 }
 
-/// A route of any table, IPv4 or IPv6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A route of any table, IPv4 or IPv6 (serializable like [`Address`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Route {
     /// Routing table id (254 is main, 255 local).
     pub table: u32,
@@ -271,14 +277,16 @@ fn parse_address(msg: &AddressMessage) -> Option<Address> {
     let mut local = None;
     let mut address = None;
     let mut protocol = None;
+    let mut broadcast = None;
     // IFA_FLAGS (32 bits) supersedes the 8-bit header field when present.
-    let mut permanent = msg.header.flags.contains(AddressHeaderFlags::Permanent);
+    let mut flags = u32::from(msg.header.flags.bits());
     for attr in &msg.attributes {
         match attr {
             AddressAttribute::Local(ip) => local = Some(*ip),
             AddressAttribute::Address(ip) => address = Some(*ip),
             AddressAttribute::Protocol(p) => protocol = Some(u8::from(*p)),
-            AddressAttribute::Flags(flags) => permanent = flags.contains(AddressFlags::Permanent),
+            AddressAttribute::Flags(f) => flags = f.bits(),
+            AddressAttribute::Broadcast(ip) => broadcast = Some(*ip),
             _ => {}
         }
     }
@@ -287,7 +295,9 @@ fn parse_address(msg: &AddressMessage) -> Option<Address> {
         address: local.or(address)?,
         prefix_len: msg.header.prefix_len,
         protocol,
-        permanent,
+        permanent: AddressFlags::from_bits_retain(flags).contains(AddressFlags::Permanent),
+        flags,
+        broadcast,
     })
 }
 

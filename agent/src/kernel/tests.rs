@@ -242,16 +242,22 @@ fn addresses_are_added_observed_refused_twice_and_deleted() {
         let snapshot = nl.snapshot().await.unwrap();
         let mut observed: Vec<_> = snapshot.addresses_of(link.index).cloned().collect();
         observed.sort_by_key(|a| a.address);
-        let expected = |address, prefix_len| Address {
+        let expected = |address, prefix_len, flags, broadcast: Option<&str>| Address {
             index: link.index,
             address: ip(address),
             prefix_len,
             protocol: Some(RTPROT_KVMNET),
             permanent: true,
+            flags,
+            broadcast: broadcast.map(|b| b.parse().unwrap()),
         };
+        // IFA_F_PERMANENT 0x80, IFA_F_NODAD 0x02.
         assert_eq!(
             observed,
-            vec![expected("192.168.10.1", 24), expected("fd00:10::1", 64)]
+            vec![
+                expected("192.168.10.1", 24, 0x80, Some("192.168.10.255")),
+                expected("fd00:10::1", 64, 0x82, None)
+            ]
         );
 
         let err = nl

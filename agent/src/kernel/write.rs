@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::{
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressProtocol},
     link::{BridgeStpState, InfoKind, LinkAttribute, LinkMessage},
-    route::{RouteMessage, RouteProtocol, RouteScope},
+    route::{RouteMessage, RouteProtocol, RouteScope, RouteType},
 };
 use rtnetlink::{
     AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
@@ -435,4 +435,113 @@ fn route_message(route: &RouteSpec, delete: bool) -> std::result::Result<RouteMe
         RouteScope::Universe
     };
     Ok(builder.scope(scope).build())
+}
+
+/// Moving objects between links exactly as they were (mode bridge: the
+/// uplink's addresses and routes onto the bridge, and back on rollback or
+/// removal): same flags, broadcast and protocol for addresses; same table,
+/// protocol, scope, type and metric for routes. What kvmnet moves keeps its
+/// original owner's marks, so that rolling back leaves nothing different.
+impl Netlink {
+    pub async fn add_address_as(&self, link: LinkRef<'_>, address: &super::Address) -> Result<()> {
+        let a = address.address;
+        let mut request = self
+            .sockets
+            .links
+            .address()
+            .add(link.index, a, address.prefix_len);
+        let msg = request.message_mut();
+        // The builder adds a computed broadcast: keep the original's instead.
+        msg.attributes
+            .retain(|attr| !matches!(attr, AddressAttribute::Broadcast(_)));
+        if let Some(brd) = address.broadcast {
+            msg.attributes.push(AddressAttribute::Broadcast(brd));
+        }
+        if let Some(protocol) = address.protocol {
+            msg.attributes
+                .push(AddressAttribute::Protocol(AddressProtocol::from(protocol)));
+        }
+        // The header holds the low 8 bits; IFA_FLAGS all of them.
+        // IFA_F_PERMANENT is the kernel's to set (an address without
+        // lifetimes is permanent), never a request flag.
+        let flags = AddressFlags::from_bits_retain(address.flags) - AddressFlags::Permanent;
+        msg.header.flags = AddressHeaderFlags::from_bits_retain((flags.bits() & 0xff) as u8);
+        msg.attributes.push(AddressAttribute::Flags(flags));
+        self.count_write();
+        request.execute().await.map_err(|e| {
+            KernelError::netlink(
+                format!("add address {a}/{} to {link}", address.prefix_len),
+                e,
+            )
+        })
+    }
+
+    /// Adds `route` with `oif` as its output link.
+    pub async fn add_route_as(&self, route: &super::Route, oif: LinkRef<'_>) -> Result<()> {
+        let op = format!("add route {} to {oif}", describe(route));
+        let msg =
+            exact_route_message(route, Some(oif.index)).map_err(|reason| KernelError::Invalid {
+                op: op.clone(),
+                reason,
+            })?;
+        self.count_write();
+        self.sockets
+            .links
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(op, e))
+    }
+
+    /// Deletes exactly `route` (its protocol, table, gateway, link, metric).
+    pub async fn delete_route_as(&self, route: &super::Route) -> Result<()> {
+        let op = format!("delete route {}", describe(route));
+        let msg = exact_route_message(route, route.oif).map_err(|reason| KernelError::Invalid {
+            op: op.clone(),
+            reason,
+        })?;
+        self.count_write();
+        self.sockets
+            .links
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(op, e))
+    }
+}
+
+fn describe(route: &super::Route) -> String {
+    let mut s = route.destination.to_string();
+    if let Some(gw) = route.gateway {
+        s.push_str(&format!(" via {gw}"));
+    }
+    s.push_str(&format!(
+        " table {} proto {} metric {}",
+        route.table, route.protocol, route.metric
+    ));
+    s
+}
+
+fn exact_route_message(
+    route: &super::Route,
+    oif: Option<u32>,
+) -> std::result::Result<RouteMessage, String> {
+    let d = route.destination;
+    let mut builder = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(d.addr(), d.prefix_len())
+        .map_err(|e| e.to_string())?
+        .table_id(route.table)
+        .protocol(RouteProtocol::from(route.protocol))
+        .scope(RouteScope::from(route.scope))
+        .kind(RouteType::from(route.kind))
+        .priority(route.metric);
+    if let Some(gateway) = route.gateway {
+        builder = builder.gateway(gateway).map_err(|e| e.to_string())?;
+    }
+    if let Some(oif) = oif {
+        builder = builder.output_interface(oif);
+    }
+    Ok(builder.build())
 }

@@ -21,7 +21,7 @@ fn desired(text: &str) -> DesiredState {
 fn examples() -> DesiredState {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut state = DesiredState::from_loads(load_dir(&dir).unwrap());
-    // Enslaving an uplink is not planned by this version.
+    // The bridged example enslaves eno2, which this simulated host lacks.
     state.networks.retain(|_, n| n.spec.mode != Mode::Bridge);
     state
 }
@@ -63,6 +63,8 @@ fn addr(index: u32, a: &str, prefix_len: u8, ours: bool) -> Address {
         prefix_len,
         protocol: ours.then_some(RTPROT_KVMNET),
         permanent: true,
+        flags: 0x80,
+        broadcast: None,
     }
 }
 
@@ -135,9 +137,22 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
                     .unwrap()
                     .admin_up = true
             }
+            Action::SetMaster { link, master } => {
+                let m = index_of(o, master);
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.name == *link)
+                    .unwrap()
+                    .master = Some(m)
+            }
             Action::DeleteLink { link } => {
                 let i = index_of(o, link);
                 o.kernel.links.retain(|l| l.index != i);
+                // The kernel releases the ports of a deleted bridge.
+                for l in o.kernel.links.iter_mut().filter(|l| l.master == Some(i)) {
+                    l.master = None;
+                }
                 o.kernel.addresses.retain(|a| a.index != i);
                 o.kernel.routes.retain(|r| r.oif != Some(i));
             }
@@ -153,6 +168,8 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
                     prefix_len: *prefix_len,
                     protocol: Some(RTPROT_KVMNET),
                     permanent: true,
+                    flags: 0x80,
+                    broadcast: None,
                 });
             }
             Action::DeleteAddress {
@@ -194,7 +211,60 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
             Action::SetSysctl { key, value } => {
                 o.sysctls.insert(key.clone(), Some(*value));
             }
+            Action::TakeOverUplink(t) => {
+                let d = index_of(o, &t.uplink);
+                let b = o.kernel.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
+                let mut l = link(b, &t.bridge, Some("bridge"), Some(&t.alias));
+                l.mtu = t.settings.mtu.unwrap();
+                l.mac = t.settings.mac;
+                l.bridge = Some(BridgeAttrs {
+                    stp: t.settings.stp,
+                    forward_delay_cs: t.settings.forward_delay_cs,
+                });
+                o.kernel.links.push(l);
+                move_all(o, d, b);
+                for a in &t.restored_addresses {
+                    o.kernel.addresses.push(Address {
+                        index: b,
+                        ..a.clone()
+                    });
+                }
+                for r in &t.restored_routes {
+                    o.kernel.routes.push(Route {
+                        oif: Some(b),
+                        ..r.clone()
+                    });
+                }
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.index == d)
+                    .unwrap()
+                    .master = Some(b);
+            }
+            Action::GiveBackUplink(g) => {
+                let d = index_of(o, &g.uplink);
+                let b = index_of(o, &g.bridge);
+                move_all(o, b, d);
+                o.kernel.links.retain(|l| l.index != b);
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.index == d)
+                    .unwrap()
+                    .master = None;
+            }
         }
+    }
+}
+
+/// Moves addresses and routes (the kernel's prefix routes follow them).
+fn move_all(o: &mut Observed, from: u32, to: u32) {
+    for a in o.kernel.addresses.iter_mut().filter(|a| a.index == from) {
+        a.index = to;
+    }
+    for r in o.kernel.routes.iter_mut().filter(|r| r.oif == Some(from)) {
+        r.oif = Some(to);
     }
 }
 
@@ -459,6 +529,59 @@ fn owned_link_of_wrong_kind_is_recreated() {
     );
 }
 
+/// `o` with guest ports vnet0 and vnet1 on virbr-n, remembered as such.
+fn with_guest_ports(o: &mut Observed) -> u32 {
+    let bridge = o.kernel.link_by_name("virbr-n").unwrap().index;
+    for (index, name) in [(50, "vnet0"), (51, "vnet1")] {
+        let mut port = link(index, name, Some("tun"), None);
+        port.master = Some(bridge);
+        o.kernel.links.push(port);
+    }
+    o.ports = crate::ports::learn(&Default::default(), &desired(NAT), &o.kernel);
+    bridge
+}
+
+#[test]
+fn a_recreated_bridge_gets_its_guest_ports_back() {
+    let (d, mut o) = in_sync(NAT);
+    let bridge = with_guest_ports(&mut o);
+    assert!(plan(&d, &o, PRUNE).steps.is_empty(), "ports are no drift");
+    // Deleted by hand: the kernel releases the ports. vnet1 is then moved
+    // to another bridge on purpose, and stays there.
+    o.kernel.links.retain(|l| l.index != bridge);
+    o.kernel
+        .links
+        .push(link(60, "br-other", Some("bridge"), None));
+    for l in &mut o.kernel.links {
+        l.master = match l.name.as_str() {
+            "vnet1" => Some(60),
+            _ => None,
+        };
+    }
+    let p = converge(&d, &mut o);
+    let a = actions(&p);
+    assert_eq!(
+        a.last().map(String::as_str),
+        Some("enslave vnet0 to virbr-n")
+    );
+    assert!(!a.iter().any(|a| a.contains("vnet1")), "{a:?}");
+    assert!(p
+        .drift
+        .iter()
+        .any(|d| d.to_string() == "+ port vnet0 on virbr-n: missing"));
+}
+
+#[test]
+fn a_bridge_recreated_for_its_kind_keeps_its_guest_ports() {
+    let (d, mut o) = in_sync(NAT);
+    with_guest_ports(&mut o);
+    bridge_mut(&mut o, "virbr-n").kind = Some("dummy".into());
+    let p = converge(&d, &mut o);
+    let a = actions(&p);
+    assert!(a.contains(&"enslave vnet0 to virbr-n".to_string()), "{a:?}");
+    assert!(a.contains(&"enslave vnet1 to virbr-n".to_string()), "{a:?}");
+}
+
 #[test]
 fn stray_owned_route_is_removed() {
     let (d, mut o) = in_sync(NAT);
@@ -509,11 +632,254 @@ fn modes() {
     let mut o = host();
     let p = converge(&bridged, &mut o);
     assert_eq!(actions(&p), ["create bridge br0", "bring br0 up"]);
+}
 
-    let uplinked = desired(
-        "[networks.b]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\" }\n",
+const BRIDGED: &str =
+    "[networks.b]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", stp = false }\n";
+
+#[test]
+fn bridged_takes_the_uplink_over_with_its_mac_addresses_and_routes() {
+    let d = desired(BRIDGED);
+    let mut o = host();
+    let p = converge(&d, &mut o);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+    let [step] = &p.steps[..] else {
+        panic!("one compound step: {:?}", actions(&p))
+    };
+    let Action::TakeOverUplink(t) = &step.action else {
+        panic!("{step:?}")
+    };
+    let eno1 = host().kernel.link_by_name("eno1").unwrap().clone();
+    assert_eq!(t.settings.mac, eno1.mac);
+    assert_eq!(t.settings.mtu, Some(eno1.mtu));
+    assert_eq!(t.addresses.len(), 1);
+    // The kernel's prefix route follows the address; the default route moves.
+    assert_eq!(t.routes.len(), 1);
+    assert_eq!(t.routes[0].protocol, 3, "the route keeps its protocol");
+    let probe = t.probe.unwrap();
+    assert_eq!(probe.target.to_string(), "10.12.17.1");
+    assert_eq!(probe.source.to_string(), "10.12.17.200");
+    assert_eq!(probe.timeout, std::time::Duration::from_secs(2));
+    assert_eq!(
+        actions(&p),
+        ["enslave uplink eno1 into new bridge br0 and move 1 address(es) and 1 route(s) onto it, then probe gateway 10.12.17.1 by ARP within 2s"]
     );
-    let p = plan(&uplinked, &host(), PRUNE);
-    assert!(p.failures[0].message.contains("enslaving uplink eno1"));
+    // Adopted as is afterwards: nothing to do (converge checked it).
+    let br0 = o.kernel.link_by_name("br0").unwrap().index;
+    assert_eq!(o.kernel.link_by_name("eno1").unwrap().master, Some(br0));
+}
+
+#[test]
+fn bridged_probe_options_and_stp_wait() {
+    let d = desired(
+        "[networks.b]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", delay = \"3s\" }\nprobe = { target = \"10.12.17.9\", timeout = \"1s\" }\n",
+    );
+    let p = plan(&d, &host(), PRUNE);
+    let Action::TakeOverUplink(t) = &p.steps[0].action else {
+        panic!("{p:?}")
+    };
+    let probe = t.probe.unwrap();
+    assert_eq!(probe.target.to_string(), "10.12.17.9");
+    assert!(!probe.gateway);
+    // STP on: listening and learning, 2 x 3s, before the bridge forwards.
+    assert_eq!(probe.timeout, std::time::Duration::from_secs(7));
+
+    let off = desired(&format!("{BRIDGED}probe.enable = false\n"));
+    let p = plan(&off, &host(), PRUNE);
+    let Action::TakeOverUplink(t) = &p.steps[0].action else {
+        panic!("{p:?}")
+    };
+    assert_eq!(t.probe, None);
+}
+
+#[test]
+fn bridged_refuses_dynamic_addresses_unless_told() {
+    let mut o = host();
+    o.kernel.addresses[0].permanent = false;
+    let p = plan(&desired(BRIDGED), &o, PRUNE);
     assert!(p.steps.is_empty());
+    assert!(
+        p.failures[0]
+            .message
+            .starts_with("uplink eno1 has dynamic address(es) 10.12.17.200/24 (from a DHCP client"),
+        "{:?}",
+        p.failures
+    );
+    let moving = desired(&BRIDGED.replace("stp = false", "stp = false, move_dynamic = true"));
+    let p = plan(&moving, &o, PRUNE);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+}
+
+#[test]
+fn bridged_failures_say_why() {
+    let mut o = host();
+    o.kernel.links.push(link(9, "br0", Some("bridge"), None));
+    let p = plan(&desired(BRIDGED), &o, PRUNE);
+    assert!(
+        p.failures[0]
+            .message
+            .contains("taken by a bridge kvmnet does not own"),
+        "{p:?}"
+    );
+    assert!(p.steps.is_empty());
+
+    let p = plan(&desired(&BRIDGED.replace("eno1", "eno9")), &host(), PRUNE);
+    assert_eq!(p.failures[0].message, "uplink eno9 does not exist");
+
+    let (d, mut o) = in_sync(BRIDGED);
+    o.kernel
+        .links
+        .iter_mut()
+        .find(|l| l.name == "eno1")
+        .unwrap()
+        .master = None;
+    let p = plan(&d, &o, PRUNE);
+    assert!(
+        p.failures[0]
+            .message
+            .contains("is not a port of br0 any more"),
+        "{p:?}"
+    );
+    assert!(p.steps.is_empty(), "never guesses: {p:?}");
+    // Interrupted between the enslave and the move.
+    let (d, mut o) = in_sync(BRIDGED);
+    o.kernel.addresses[0].index = 2;
+    let p = plan(&d, &o, PRUNE);
+    assert!(
+        p.failures[0]
+            .message
+            .starts_with("uplink eno1 is a port of br0 but still has address(es) 10.12.17.200/24"),
+        "{p:?}"
+    );
+    assert!(p.steps.is_empty(), "never guesses: {p:?}");
+}
+
+#[test]
+fn removing_a_bridged_network_gives_everything_back() {
+    let (_, mut o) = in_sync(BRIDGED);
+    let p = converge(
+        &DesiredState {
+            complete: true,
+            ..Default::default()
+        },
+        &mut o,
+    );
+    assert_eq!(
+        actions(&p),
+        ["release uplink eno1 from bridge br0, delete br0 and move 1 address(es) and 1 route(s) back onto eno1"]
+    );
+    let before = host();
+    assert_eq!(o.kernel, before.kernel, "the host is as it was");
+}
+
+#[test]
+fn an_unmanaged_bridge_is_observed_and_reported_never_changed() {
+    let d = desired(
+        "[networks.b]\nmode = \"bridge\"\nuplink = \"eno1\"\nbridge = { name = \"br0\", managed = false }\n",
+    );
+    let mut o = host();
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.steps.is_empty());
+    assert!(
+        p.failures[0].message.contains("not kvmnet's to create"),
+        "{p:?}"
+    );
+
+    let mut br0 = link(9, "br0", Some("bridge"), None);
+    br0.admin_up = false;
+    o.kernel.links.push(br0);
+    let p = plan(&d, &o, PRUNE);
+    let drift: Vec<String> = p.drift.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        drift,
+        [
+            "~ bridge br0 state: wanted up, found down",
+            "+ port eno1 on br0: missing"
+        ]
+    );
+    assert!(p.steps.is_empty() && p.failures.is_empty(), "{p:?}");
+
+    bridge_mut(&mut o, "br0").admin_up = true;
+    bridge_mut(&mut o, "eno1").master = Some(9);
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.drift.is_empty() && p.steps.is_empty(), "{p:?}");
+}
+
+#[test]
+fn the_lan_subnet_stays_in_use_once_on_a_bridged_bridge() {
+    let (_, o) = in_sync(BRIDGED);
+    let both = desired(&format!(
+        "{BRIDGED}[networks.n]\nmode = \"nat\"\n[[networks.n.ip]]\naddress = \"10.12.17.1/24\"\n"
+    ));
+    let p = plan(&both, &o, PRUNE);
+    assert_eq!(
+        p.failures[0].message,
+        "10.12.17.0/24 is already in use by br0 (route 10.12.17.0/24)"
+    );
+}
+
+#[test]
+fn renaming_a_bridged_bridge_moves_the_uplink_over_in_one_pass() {
+    let (_, mut o) = in_sync(BRIDGED);
+    let renamed = desired(&BRIDGED.replace("br0", "br-lan"));
+    let p = converge(&renamed, &mut o);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+    assert_eq!(
+        actions(&p),
+        [
+            "release uplink eno1 from bridge br0, delete br0 and move 1 address(es) and 1 route(s) back onto eno1",
+            "enslave uplink eno1 into new bridge br-lan and move 1 address(es) and 1 route(s) onto it, then probe gateway 10.12.17.1 by ARP within 2s",
+        ]
+    );
+}
+
+#[test]
+fn a_bridged_bridge_deleted_by_hand_gets_the_lan_configuration_back() {
+    let (d, mut o) = in_sync(BRIDGED);
+    o.lans = crate::lanstate::learn(&Default::default(), &d, &o.kernel);
+    let with_bridge = o.kernel.clone();
+    // The kernel deletes the bridge's addresses and routes with it.
+    let br0 = o.kernel.link_by_name("br0").unwrap().index;
+    o.kernel.links.retain(|l| l.index != br0);
+    o.kernel.addresses.retain(|a| a.index != br0);
+    o.kernel.routes.retain(|r| r.oif != Some(br0));
+    o.kernel
+        .links
+        .iter_mut()
+        .find(|l| l.name == "eno1")
+        .unwrap()
+        .master = None;
+    let p = converge(&d, &mut o);
+    assert_eq!(
+        actions(&p),
+        ["enslave uplink eno1 into new bridge br0 and move 0 address(es) and 0 route(s) onto it, restore the 1 address(es) and 1 route(s) it had before it was deleted, then probe gateway 10.12.17.1 by ARP within 2s"]
+    );
+    assert_eq!(o.kernel.addresses, with_bridge.addresses);
+    // The simulation does not remake the kernel's prefix routes.
+    let not_kernel = |k: &Snapshot| -> Vec<Route> {
+        k.routes
+            .iter()
+            .filter(|r| r.protocol != 2)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(not_kernel(&o.kernel), not_kernel(&with_bridge));
+}
+
+#[test]
+fn a_recreated_bridged_bridge_is_in_sync_and_gets_guest_ports_back() {
+    let (d, mut o) = in_sync(BRIDGED);
+    let br0 = o.kernel.link_by_name("br0").unwrap().index;
+    let mut port = link(40, "vnet0", Some("tun"), None);
+    port.master = Some(br0);
+    o.kernel.links.push(port);
+    o.ports = crate::ports::learn(&Default::default(), &d, &o.kernel);
+    assert_eq!(o.ports["b"].len(), 1, "the uplink is no guest port");
+    assert!(plan(&d, &o, PRUNE).steps.is_empty());
+    // Down and MAC changed by hand: repaired to the uplink's MAC.
+    let l = bridge_mut(&mut o, "br0");
+    l.admin_up = false;
+    l.mac = Some([2, 0, 0, 0, 0, 1]);
+    let a = actions(&converge(&d, &mut o));
+    assert_eq!(a, ["set MAC 00:e0:70:e8:fd:02 on br0", "bring br0 up"]);
 }
