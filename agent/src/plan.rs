@@ -2,7 +2,7 @@
 //! yields the drift (what differs, where, wanted, found) and the ordered steps
 //! that repair it. No I/O here: every rule is unit-tested without root.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -278,6 +278,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, options: PlanOptions) -
     let mut p = Planner {
         plan: Plan::default(),
         observed,
+        foreign_routes: foreign_routes(&observed.kernel),
     };
     let removed = p.plan_removals(desired, options);
     for network in desired.networks.values() {
@@ -290,6 +291,35 @@ pub fn plan(desired: &DesiredState, observed: &Observed, options: PlanOptions) -
 struct Planner<'a> {
     plan: Plan,
     observed: &'a Observed,
+    /// (destination, device) of the routes a new subnet must not collide with.
+    foreign_routes: Vec<(IpNet, String)>,
+}
+
+/// The main table's routes, default routes aside, through links kvmnet does
+/// not own, and the LAN's routes on bridged networks' bridges (as foreign as
+/// they were on the uplink). Found once per plan: every network is checked
+/// against them.
+fn foreign_routes(snapshot: &Snapshot) -> Vec<(IpNet, String)> {
+    let links: HashMap<u32, &Link> = snapshot.links.iter().map(|l| (l.index, l)).collect();
+    // Bridges with an uplink: a port with the bridge's own MAC.
+    let bridged: HashSet<u32> = snapshot
+        .links
+        .iter()
+        .filter_map(|port| {
+            let bridge = links.get(&port.master?)?;
+            (port.mac.is_some() && port.mac == bridge.mac).then_some(bridge.index)
+        })
+        .collect();
+    snapshot
+        .routes
+        .iter()
+        .filter(|r| r.table == RT_TABLE_MAIN && r.destination.prefix_len() != 0)
+        .filter_map(|r| {
+            let link = links.get(&r.oif?)?;
+            let foreign = link_owner(link).is_none() || bridged.contains(&link.index);
+            foreign.then(|| (r.destination, link.name.clone()))
+        })
+        .collect()
 }
 
 impl Planner<'_> {
@@ -916,27 +946,11 @@ impl Planner<'_> {
     /// routes (a LAN on eno1, a VPN) would make the network unreachable or
     /// hijack that traffic.
     fn subnet_in_use(&self, net: &DesiredNetwork) -> Option<String> {
-        let snapshot = self.snapshot();
         for ip in &net.spec.ip {
             let subnet = ip.address.0.trunc();
-            for route in &snapshot.routes {
-                if route.table != RT_TABLE_MAIN || route.destination.prefix_len() == 0 {
-                    continue;
-                }
-                let Some(link) = route.oif.and_then(|i| snapshot.link_by_index(i)) else {
-                    continue;
-                };
-                // A bridged network's bridge carries the LAN's routes, which
-                // are as foreign as they were on the uplink.
-                if link_owner(link).is_some() && uplink::uplink_of(snapshot, link).is_none() {
-                    continue;
-                }
-                let d = route.destination;
+            for (d, link) in &self.foreign_routes {
                 if d.contains(&subnet.network()) || subnet.contains(&d.network()) {
-                    return Some(format!(
-                        "{subnet} is already in use by {} (route {d})",
-                        link.name
-                    ));
+                    return Some(format!("{subnet} is already in use by {link} (route {d})"));
                 }
             }
         }
