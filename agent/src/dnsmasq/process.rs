@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -250,16 +250,54 @@ impl Supervisor {
             (&self.dirs.run, run_mode, self.group),
             (&self.dirs.state, 0o700, None),
         ] {
+            // Missing parents are made traversable (the agent's own run and
+            // state directories): only the last level is restricted.
+            if let Some(parent) = dir.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
             std::fs::DirBuilder::new()
-                .recursive(true)
                 .mode(mode)
                 .create(dir)
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| format!("cannot set permissions of {}: {e}", dir.display()))?;
             if group.is_some() {
                 chown(dir.as_path(), None, group)
                     .map_err(|e| format!("cannot set the group of {}: {e}", dir.display()))?;
+            }
+        }
+        self.check_reachable(&self.dirs.run)
+    }
+
+    /// dnsmasq re-reads its hosts and servers files after dropping root: every
+    /// directory above `dir` must let its user through. Said here, plainly,
+    /// rather than as "Permission denied" lines in dnsmasq's log.
+    fn check_reachable(&self, dir: &Path) -> Result<(), String> {
+        for ancestor in dir.ancestors().skip(1) {
+            let Ok(meta) = std::fs::metadata(ancestor) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            let by_group =
+                self.group.is_some_and(|g| g.as_raw() == meta.gid()) && mode & 0o010 != 0;
+            if mode & 0o001 == 0 && !by_group {
+                return Err(format!(
+                    "dnsmasq runs as user {} and cannot reach {}: {} (mode {:o}) is not searchable by it; \
+                     use a run directory others may traverse (chmod o+x {})",
+                    self.run_as.user,
+                    dir.display(),
+                    ancestor.display(),
+                    mode & 0o7777,
+                    ancestor.display()
+                ));
             }
         }
         Ok(())
