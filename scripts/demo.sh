@@ -17,14 +17,19 @@ cargo build --quiet --locked -p kvmnet --bin kvmnet-agent
 agent="$PWD/target/debug/kvmnet-agent"
 
 ns="kvmnet-demo-$$"
+vm="kvmnet-demo-vm-$$"
 work="$(mktemp -d)"
 cleanup() {
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
+    for n in "$vm" "$ns"; do
+        for pid in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+        ip netns del "$n" 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
+# dnsmasq drops root and must traverse to its files under the run directory.
+chmod 755 "$work"
 mkdir -p "$work/config" "$work/state" "$work/run"
 # Every example but the bridged one, which enslaves a physical uplink.
 for f in examples/*; do
@@ -69,11 +74,42 @@ wait_until test -f "$work/run/status.json"
 sleep 0.3
 show_log
 
+step "a guest: a VM namespace plugged into virbr-nat asks for a DHCP lease"
+ip netns add "$vm"
+ip -n "$ns" link add vm0 type veth peer name eth0 netns "$vm"
+ip -n "$ns" link set vm0 master virbr-nat up
+ip -n "$vm" link set lo up
+ip -n "$vm" link set eth0 up
+cat >"$work/udhcpc.sh" <<'SCRIPT'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+ip addr add "$ip/$mask" dev "$interface"
+[ -n "$router" ] && ip route add default via "${router%% *}"
+echo "    vm| lease $ip/$mask, router ${router:-none}, DNS ${dns:-none}"
+SCRIPT
+chmod +x "$work/udhcpc.sh"
+# virbr-nat runs STP with a 2 s forward delay: the port forwards after ~4 s.
+ip netns exec "$vm" busybox udhcpc -f -q -n -t 10 -T 1 -i eth0 -s "$work/udhcpc.sh" 2>/dev/null
+ip netns exec "$vm" busybox ping -c 1 -W 2 192.168.10.1 | sed -n 's/^/    vm| /;2p'
+agent leases
+
+step "break it: kill the network's dnsmasq (SIGKILL)"
+dnsmasq_pid() { in_ns pgrep -f "dnsmasq.*/nat-network.conf"; }
+old_pid=$(dnsmasq_pid)
+in_ns kill -9 "$old_pid"
+restarted() { pid=$(dnsmasq_pid) && [ "$pid" != "$old_pid" ]; }
+wait_until restarted
+sleep 0.3
+show_log
+echo "dnsmasq pid $old_pid -> $(dnsmasq_pid)"
+
 step "break it: delete a bridge by hand (ip link del virbr-nat)"
 in_ns ip link del virbr-nat
 wait_until in_ns ip link show virbr-nat
 sleep 0.5
 show_log
+echo "the guest's port is back on the new bridge:"
+in_ns ip -br link show master virbr-nat
 
 step "break it: reset ip_forward and take a bridge down"
 in_ns sysctl -qw net.ipv4.ip_forward=0
