@@ -61,13 +61,13 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
         Reconciler::connect(&config.run_dir, &config.state_dir).map_err(|e| e.to_string())?,
     );
     let (tx, mut triggers) = mpsc::unbounded_channel();
-    let _dnsmasq_logs = watch_dnsmasq(&reconciler, tx.clone());
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    let _dnsmasq_logs = watch_dnsmasq(&reconciler, tx.clone(), Arc::clone(&metrics));
     let _watcher = watch_config_dir(&config.config_dir, tx.clone())?;
     spawn_kernel_events(tx, Arc::clone(&reconciler))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let metrics = Arc::new(Mutex::new(Metrics::default()));
     if let Some(addr) = config.metrics_listen {
         let bound = http::serve(addr, Arc::clone(&metrics))
             .await
@@ -357,9 +357,14 @@ fn watch_config_dir(
 fn watch_dnsmasq(
     reconciler: &Reconciler,
     tx: mpsc::UnboundedSender<Trigger>,
+    metrics: Arc<Mutex<Metrics>>,
 ) -> Option<notify::RecommendedWatcher> {
     reconciler.on_dnsmasq_exit(Arc::new(move |network: &str| {
         warn!(network, "dnsmasq exited");
+        metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dnsmasq_exited(network);
         let _ = tx.send(Trigger::Dnsmasq);
     }));
     reconciler

@@ -37,6 +37,8 @@ pub struct Metrics {
     /// Networks by state at the last pass.
     states: BTreeMap<&'static str, u64>,
     config_errors: u64,
+    /// network → unexpected dnsmasq exits.
+    dnsmasq_exits: BTreeMap<String, u64>,
 }
 
 impl Metrics {
@@ -86,6 +88,12 @@ impl Metrics {
                     .map_or(0.0, |d| d.as_secs_f64()),
             );
         }
+    }
+
+    /// Accounts for a dnsmasq that exited without the agent asking (each is
+    /// then restarted by a pass).
+    pub fn dnsmasq_exited(&mut self, network: &str) {
+        *self.dnsmasq_exits.entry(network.to_string()).or_default() += 1;
     }
 
     /// Whether the last pass converged (for `/healthz`).
@@ -147,6 +155,20 @@ impl Metrics {
             let _ = writeln!(
                 w,
                 "kvmnet_repairs_total{{network=\"{}\",result=\"{result}\"}} {n}",
+                escape(network)
+            );
+        }
+
+        header(
+            w,
+            "kvmnet_dnsmasq_exits_total",
+            "counter",
+            "dnsmasq instances that exited unasked (each is restarted), by network.",
+        );
+        for (network, n) in &self.dnsmasq_exits {
+            let _ = writeln!(
+                w,
+                "kvmnet_dnsmasq_exits_total{{network=\"{}\"}} {n}",
                 escape(network)
             );
         }
@@ -278,6 +300,23 @@ mod tests {
             "{text}"
         );
         assert!(m.healthy().is_ok());
+    }
+
+    #[test]
+    fn dnsmasq_exits_are_counted_per_network() {
+        let mut m = Metrics::default();
+        m.dnsmasq_exited("a");
+        m.dnsmasq_exited("a");
+        m.dnsmasq_exited("b");
+        let text = m.render();
+        assert!(
+            text.contains("kvmnet_dnsmasq_exits_total{network=\"a\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmnet_dnsmasq_exits_total{network=\"b\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

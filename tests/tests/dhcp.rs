@@ -270,6 +270,12 @@ fn daemon_restarts_an_adopted_and_its_own_dnsmasq_when_killed_and_logs_its_lines
         &NETWORKS.replace("192.168.60.150", "192.168.60.160"),
     );
     restarted(again);
+    let prom = env.state_dir().join("kvmnet.prom");
+    wait_for_value("dnsmasq exits in the metrics", wait, || {
+        let text = std::fs::read_to_string(&prom).ok()?;
+        text.contains("kvmnet_dnsmasq_exits_total{network=\"nat\"} 2\n")
+            .then_some(())
+    });
 
     daemon.signal(Signal::SIGTERM);
     let out = daemon.stop(wait);
