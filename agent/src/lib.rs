@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod desired;
 pub mod diagnostic;
 pub mod files;
+pub mod firewall;
 pub mod http;
 pub mod kernel;
 pub mod lastgood;

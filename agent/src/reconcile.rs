@@ -2,11 +2,12 @@
 //! report (design §5). The same pass serves `--check` (stops after the plan),
 //! `--once` and the daemon.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 
 use crate::apply::apply;
 use crate::desired::DesiredState;
+use crate::firewall::{Audit, Firewall};
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
 use crate::observe::{observe, Observed};
@@ -20,6 +21,7 @@ pub struct Reconciler {
     /// Indexes of the links kvmnet owned at the last observation, so that
     /// kernel events can be filtered to what concerns us.
     owned: Mutex<HashSet<u32>>,
+    firewall: Firewall,
 }
 
 impl Reconciler {
@@ -29,12 +31,13 @@ impl Reconciler {
             netlink: Netlink::connect()?,
             sysctls: Sysctls::new(),
             owned: Mutex::default(),
+            firewall: Firewall::new(),
         })
     }
 
     /// Kernel writes made so far.
     pub fn writes(&self) -> u64 {
-        self.netlink.writes() + self.sysctls.writes()
+        self.netlink.writes() + self.sysctls.writes() + self.firewall.writes()
     }
 
     pub async fn observe(&self, desired: &DesiredState) -> Result<Observed> {
@@ -73,42 +76,55 @@ impl Reconciler {
     /// Drift audit: changes nothing.
     pub async fn check(&self, desired: &DesiredState) -> Result<PassReport> {
         let observed = self.observe(desired).await?;
-        let plan = Self::plan(desired, &observed);
-        Ok(PassReport::build(
-            PassKind::Check,
-            desired,
-            &plan,
-            &[],
-            None,
-            0,
-        ))
+        let mut plan = Self::plan(desired, &observed);
+        let audit = self.audit_firewall(desired, &plan).await;
+        merge(&mut plan, &audit);
+        let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
+        report.warnings = audit.warnings;
+        Ok(report)
     }
 
     /// Converges, then verifies against a second observation.
     pub async fn converge(&self, desired: &DesiredState) -> Result<PassReport> {
         let writes_before = self.writes();
         let observed = self.observe(desired).await?;
-        let plan = Self::plan(desired, &observed);
-        if plan.steps.is_empty() {
-            return Ok(PassReport::build(
-                PassKind::Converge,
-                desired,
-                &plan,
-                &[],
-                Some(&plan),
-                0,
-            ));
+        let mut plan = Self::plan(desired, &observed);
+        let audit = self.audit_firewall(desired, &plan).await;
+        if plan.steps.is_empty() && audit.drift.is_empty() {
+            merge(&mut plan, &audit);
+            let mut report =
+                PassReport::build(PassKind::Converge, desired, &plan, &[], Some(&plan), 0);
+            report.warnings = audit.warnings;
+            return Ok(report);
         }
-        let outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
-        let verify = Self::plan(desired, &self.observe(desired).await?);
+        let mut outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
+        outcomes.extend(self.firewall.repair(&audit).await);
+        let mut verify = Self::plan(desired, &self.observe(desired).await?);
+        let verify_audit = self.audit_firewall(desired, &verify).await;
+        merge(&mut verify, &verify_audit);
+        merge(&mut plan, &audit);
         let writes = self.writes() - writes_before;
-        Ok(PassReport::build(
+        let mut report = PassReport::build(
             PassKind::Converge,
             desired,
             &plan,
             &outcomes,
             Some(&verify),
             writes,
-        ))
+        );
+        report.warnings = verify_audit.warnings;
+        Ok(report)
     }
+
+    /// The firewall's audit, leaving alone the networks the plan cannot converge.
+    async fn audit_firewall(&self, desired: &DesiredState, plan: &Plan) -> Audit {
+        let failed: BTreeSet<&str> = plan.failures.iter().map(|f| f.network.as_str()).collect();
+        self.firewall.audit(desired, &failed).await
+    }
+}
+
+/// Adds the firewall's drift and failures to a plan's, for the report.
+fn merge(plan: &mut Plan, audit: &Audit) {
+    plan.drift.extend(audit.drift.iter().cloned());
+    plan.failures.extend(audit.failures.iter().cloned());
 }

@@ -103,6 +103,9 @@ pub struct PassReport {
     pub config_errors: Vec<Diagnostic>,
     /// Kernel writes the pass made (0 when everything was in sync).
     pub writes: u64,
+    /// Problems kvmnet does not fix itself, each with the fix to apply by
+    /// hand (another table's drop policy on the forward hook...).
+    pub warnings: Vec<String>,
 }
 
 impl PassReport {
@@ -193,6 +196,7 @@ impl PassReport {
             host,
             config_errors,
             writes,
+            warnings: Vec::new(),
         }
     }
 
@@ -238,6 +242,9 @@ impl PassReport {
         }
         for d in &self.config_errors {
             let _ = write!(out, "{d}");
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
         }
         let drift: usize =
             self.networks.iter().map(|n| n.drift.len()).sum::<usize>() + self.host.drift.len();
