@@ -8,6 +8,7 @@
 
 pub mod coexist;
 pub mod diff;
+pub mod monitor;
 pub mod nft;
 pub mod render;
 pub mod text;
