@@ -219,3 +219,65 @@ pub fn wanted(desired: &DesiredState, live: &[&DesiredNetwork], observed: Option
     rules.extend(kept.cloned());
     render::table(rules)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::load::{parse_bytes, FileLoad};
+
+    fn desired(text: &str) -> DesiredState {
+        let path = Path::new("t.toml");
+        DesiredState::from_loads(vec![FileLoad {
+            path: path.to_path_buf(),
+            result: parse_bytes(path, text.as_bytes(), None),
+        }])
+    }
+
+    fn foreign_rule(network: &str) -> Rule {
+        Rule {
+            chain: render::GUEST_CROSS.into(),
+            comment: rule_comment(network),
+            expr: vec![json!({"accept": null})],
+        }
+    }
+
+    const NAT: &str =
+        "[networks.a]\nmode = \"nat\"\n[[networks.a.ip]]\naddress = \"192.168.10.1/24\"\n";
+
+    #[test]
+    fn rules_of_networks_no_file_names_go_unless_a_file_is_rejected() {
+        let mut state = desired(NAT);
+        let live: Vec<&DesiredNetwork> = state.networks.values().collect();
+        let observed = Table {
+            chains: render::chains(),
+            rules: vec![foreign_rule("gone")],
+        };
+        let t = wanted(&state, &live, Some(&observed));
+        assert!(t.rules.iter().all(|r| r.network() != Some("gone")));
+
+        state.complete = false;
+        let live: Vec<&DesiredNetwork> = state.networks.values().collect();
+        let t = wanted(&state, &live, Some(&observed));
+        assert!(t.rules.contains(&foreign_rule("gone")));
+    }
+
+    #[test]
+    fn a_failed_network_keeps_the_rules_it_has() {
+        let state = desired(NAT);
+        let observed = Table {
+            chains: render::chains(),
+            rules: vec![foreign_rule("a")],
+        };
+        let t = wanted(&state, &[], Some(&observed));
+        assert_eq!(t.rules.last(), Some(&foreign_rule("a")));
+        assert_eq!(
+            t.rules.iter().filter(|r| r.network() == Some("a")).count(),
+            1
+        );
+        assert_eq!(wanted(&state, &[], None), Table::default());
+    }
+}
