@@ -29,6 +29,9 @@ use crate::report::PassReport;
 /// File events are collected this long before a pass: editors and git-sync
 /// write several files and renames in a burst.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Kernel and nftables events of one change arrive within a millisecond or
+/// so: a short wait coalesces them and keeps repairs fast.
+const KERNEL_DEBOUNCE: Duration = Duration::from_millis(50);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -97,7 +100,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
                 Some(trigger) = triggers.recv() => {
                     let mut files = trigger == Trigger::Files;
                     let mut kernel = trigger == Trigger::Kernel;
-                    tokio::time::sleep(DEBOUNCE).await;
+                    tokio::time::sleep(if files { DEBOUNCE } else { KERNEL_DEBOUNCE }).await;
                     while let Ok(t) = triggers.try_recv() {
                         files |= t == Trigger::Files;
                         kernel |= t == Trigger::Kernel;

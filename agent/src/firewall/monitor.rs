@@ -10,13 +10,13 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{FAMILY, TABLE};
+use super::{nft, FAMILY, TABLE};
 
 /// Wait before restarting a monitor that died.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
-/// Sends `()` for every change nft reports in our table, until the
-/// receiver is dropped.
+/// Sends `()` for every transaction that changed our table, other than
+/// kvmnet's own, until the receiver is dropped.
 pub fn spawn() -> mpsc::UnboundedReceiver<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -49,17 +49,36 @@ async fn watch(tx: &mpsc::UnboundedSender<()>) -> Result<(), String> {
         .map_err(|e| format!("cannot run nft monitor: {e}"))?;
     let stdout = child.stdout.take().ok_or("nft monitor has no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
+    // Events of one transaction come first, then "# new generation N by
+    // process PID (nft)".
+    let mut touched = false;
     while let Some(line) = lines
         .next_line()
         .await
         .map_err(|e| format!("reading nft monitor: {e}"))?
     {
-        if concerns_us(&line) && tx.send(()).is_err() {
-            return Ok(());
+        if let Some(pid) = generation_writer(&line) {
+            if std::mem::take(&mut touched) && !nft::is_our_write(pid) && tx.send(()).is_err() {
+                return Ok(());
+            }
+        } else {
+            touched |= concerns_us(&line);
         }
     }
     let status = child.wait().await.map_err(|e| e.to_string())?;
     Err(format!("nft monitor exited ({status})"))
+}
+
+/// The pid in `# new generation 9 by process 15805 (nft)`; 0 when the line
+/// names no process (a kernel-side change), which is never ours.
+fn generation_writer(line: &str) -> Option<u32> {
+    let rest = line.strip_prefix("# new generation ")?;
+    Some(
+        rest.split_once(" by process ")
+            .and_then(|(_, p)| p.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0),
+    )
 }
 
 /// `delete table inet kvmnet`, `add rule inet kvmnet forward ...`
@@ -71,7 +90,17 @@ fn concerns_us(line: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::concerns_us;
+    use super::{concerns_us, generation_writer};
+
+    #[test]
+    fn generation_lines_name_the_writer() {
+        assert_eq!(
+            generation_writer("# new generation 9 by process 15805 (nft)"),
+            Some(15805)
+        );
+        assert_eq!(generation_writer("# new generation 10"), Some(0));
+        assert_eq!(generation_writer("delete table inet kvmnet"), None);
+    }
 
     #[test]
     fn only_our_table_concerns_us() {

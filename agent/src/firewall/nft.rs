@@ -2,9 +2,11 @@
 //! replace our table in one transaction. `nft`'s own error text goes into
 //! our errors (the nftables crate's helpers drop stderr).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -27,6 +29,28 @@ impl fmt::Display for NftError {
 }
 
 impl std::error::Error for NftError {}
+
+/// Pids of the latest `nft` processes that wrote our table, so that the
+/// monitor can tell our own changes from others' (a generation's "by process
+/// PID" line): a repair must not trigger the next pass.
+static WRITERS: Mutex<VecDeque<u32>> = Mutex::new(VecDeque::new());
+const WRITERS_KEPT: usize = 16;
+
+/// Whether `pid` is one of the latest `nft` processes kvmnet ran to write.
+pub fn is_our_write(pid: u32) -> bool {
+    WRITERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&pid)
+}
+
+fn record_writer(pid: u32) {
+    let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+    if writers.len() == WRITERS_KEPT {
+        writers.pop_front();
+    }
+    writers.push_back(pid);
+}
 
 /// Runs `nft`, counting the transactions it commits.
 #[derive(Debug, Default)]
@@ -100,6 +124,10 @@ async fn run(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run nft (install nftables): {e}"))?;
+    if let (Some(_), Some(pid)) = (stdin, child.id()) {
+        // Only writes get input: recorded before nft can commit.
+        record_writer(pid);
+    }
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(input)
             .await
