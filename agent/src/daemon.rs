@@ -221,6 +221,9 @@ fn log_report(report: &PassReport) {
             error!(network, error = %e, "network failed: {e}");
         }
     }
+    for w in &report.warnings {
+        warn!(warning = %w, "warning: {w}");
+    }
 }
 
 #[derive(Serialize)]

@@ -83,12 +83,16 @@ fn nat_guests_reach_out_through_masquerade_and_nothing_reaches_in() {
 
 #[test]
 fn route_guests_reach_the_lan_only_when_it_routes_back() {
-    let lab = Lab::new(&network(
-        "routed-network",
-        "route",
-        "virbr-routed",
-        "192.168.20.1/24",
-        "",
+    let v6 = "[[networks.routed-network.ip]]\naddress = \"fd20::1/64\"\n";
+    let lab = Lab::new(&format!(
+        "{}{v6}",
+        network(
+            "routed-network",
+            "route",
+            "virbr-routed",
+            "192.168.20.1/24",
+            ""
+        )
     ));
     let vm = lab.vm("virbr-routed", "192.168.20.20", "192.168.20.1");
     assert!(ping_ok(&vm, HOST), "VM→host");
@@ -100,6 +104,21 @@ fn route_guests_reach_the_lan_only_when_it_routes_back() {
     lab.lan_routes("192.168.20.0/24");
     assert!(ping_ok(&vm, LAN_PEER), "VM→LAN with a route back");
     assert!(ping_ok(&lab.lan, "192.168.20.20"), "LAN→VM with a route");
+
+    // IPv6 is routed the same way.
+    vm.add_addr("eth0", "fd20::20/64");
+    vm.ip_ok(&["-6", "route", "add", "default", "via", "fd20::1"]);
+    lab.host().add_addr("eno1", "fd17::200/64");
+    lab.lan.add_addr("eth0", "fd17::116/64");
+    assert!(ping_ok(&vm, "fd20::1"), "VM→host over IPv6");
+    assert!(
+        !ping_once(&vm, "fd17::116"),
+        "VM→LAN over IPv6 without a route back"
+    );
+    lab.lan
+        .ip_ok(&["-6", "route", "add", "fd20::/64", "via", "fd17::200"]);
+    assert!(ping_ok(&vm, "fd17::116"), "VM→LAN over IPv6");
+    assert!(ping_ok(&lab.lan, "fd20::20"), "LAN→VM over IPv6");
 }
 
 #[test]

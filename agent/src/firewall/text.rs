@@ -37,7 +37,9 @@ fn statement(s: &Value) -> String {
         }
         ("accept" | "drop" | "return" | "continue", Value::Null) => key.clone(),
         ("jump" | "goto", b) => format!("{key} {}", expression(&b["target"])),
+        // nft's default reject (port unreachable, ICMP or ICMPv6) reads "reject".
         ("reject", Value::Null) => "reject".into(),
+        ("reject", b) if b["type"] == "icmpx" && b["expr"] == "port-unreachable" => "reject".into(),
         ("reject", b) if b["type"] == "icmpx" => {
             format!("reject with icmpx {}", expression(&b["expr"]))
         }

@@ -41,7 +41,7 @@ bridge = { name = "virbr-nat" }
 address = "192.168.10.1/24"
 "#;
 
-const REJECT: &str = "reject with icmpx port-unreachable";
+const REJECT: &str = "reject";
 
 #[test]
 fn nat_matches_libvirt() {
