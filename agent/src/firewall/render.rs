@@ -104,107 +104,118 @@ fn forwarding(net: &DesiredNetwork, subnet: IpNet) -> Forwarding {
     }
 }
 
+/// One network's rules, each carrying the network's comment.
 fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
     if !has_rules(net.spec.mode) {
         return Vec::new();
     }
     let comment = rule_comment(&net.name);
     let bridge = net.bridge.as_str();
-    let uplink = net.spec.uplink.as_deref();
-    let subnets: Vec<IpNet> = net.spec.ip.iter().map(|ip| ip.address.0.trunc()).collect();
-    let mut rules = Vec::new();
-    let mut rule = |chain: &str, expr: Vec<Value>| {
-        rules.push(Rule {
+    let cross = vec![
+        eq(meta("iifname"), bridge),
+        eq(meta("oifname"), bridge),
+        verdict("accept"),
+    ];
+    std::iter::once((GUEST_CROSS, cross))
+        .chain(into_guests(net))
+        .chain(out_of_guests(net))
+        .chain(host_services(net))
+        .chain(masquerade(net))
+        .chain(port_forward_dnat(net))
+        .map(|(chain, expr)| Rule {
             chain: chain.into(),
             comment: comment.clone(),
             expr,
         })
-    };
+        .collect()
+}
 
-    // Guests talk to each other.
-    rule(
-        GUEST_CROSS,
-        vec![
-            eq(meta("iifname"), bridge),
-            eq(meta("oifname"), bridge),
-            verdict("accept"),
-        ],
-    );
+type ChainRule = (&'static str, Vec<Value>);
 
-    // Into guests: port forwards, then replies (nat) or everything (route)
-    // to the subnet, optionally only from the uplink; the rest rejected.
-    for pf in port_forwards(net) {
-        rule(GUEST_INPUT, forward_accept(bridge, pf));
-    }
-    for &subnet in &subnets {
-        let mut expr = Vec::new();
-        match forwarding(net, subnet) {
-            Forwarding::None => continue,
-            Forwarding::Nat => {
-                expr.extend(uplink.map(|d| eq(meta("iifname"), d)));
-                expr.push(eq(meta("oifname"), bridge));
-                expr.push(eq(addr(subnet, "daddr"), prefix(subnet)));
-                expr.push(json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}));
-            }
-            Forwarding::Routed => {
-                expr.extend(uplink.map(|d| eq(meta("iifname"), d)));
-                expr.push(eq(meta("oifname"), bridge));
-                expr.push(eq(addr(subnet, "daddr"), prefix(subnet)));
-            }
-        }
-        expr.push(verdict("accept"));
-        rule(GUEST_INPUT, expr);
-    }
-    rule(GUEST_INPUT, vec![eq(meta("oifname"), bridge), reject()]);
+fn subnets(net: &DesiredNetwork) -> impl Iterator<Item = IpNet> + '_ {
+    net.spec.ip.iter().map(|ip| ip.address.0.trunc())
+}
 
-    // Out of guests: from the subnet, optionally only to the uplink.
-    for &subnet in &subnets {
-        if forwarding(net, subnet) == Forwarding::None {
+/// Into guests: port forwards, then replies (nat) or everything (route) to
+/// the subnet, optionally only from the uplink; the rest rejected.
+fn into_guests(net: &DesiredNetwork) -> Vec<ChainRule> {
+    let bridge = net.bridge.as_str();
+    let mut rules: Vec<ChainRule> = port_forwards(net)
+        .iter()
+        .map(|pf| (GUEST_INPUT, forward_accept(bridge, pf)))
+        .collect();
+    for subnet in subnets(net) {
+        let forwarding = forwarding(net, subnet);
+        if forwarding == Forwarding::None {
             continue;
         }
+        let mut expr: Vec<Value> = net
+            .spec
+            .uplink
+            .iter()
+            .map(|d| eq(meta("iifname"), d.as_str()))
+            .collect();
+        expr.push(eq(meta("oifname"), bridge));
+        expr.push(eq(addr(subnet, "daddr"), prefix(subnet)));
+        if forwarding == Forwarding::Nat {
+            expr.push(json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}));
+        }
+        expr.push(verdict("accept"));
+        rules.push((GUEST_INPUT, expr));
+    }
+    rules.push((GUEST_INPUT, vec![eq(meta("oifname"), bridge), reject()]));
+    rules
+}
+
+/// Out of guests: from the subnet, optionally only to the uplink; the rest
+/// rejected.
+fn out_of_guests(net: &DesiredNetwork) -> Vec<ChainRule> {
+    let bridge = net.bridge.as_str();
+    let mut rules = Vec::new();
+    for subnet in subnets(net).filter(|s| forwarding(net, *s) != Forwarding::None) {
         let mut expr = vec![
             eq(meta("iifname"), bridge),
             eq(addr(subnet, "saddr"), prefix(subnet)),
         ];
-        expr.extend(uplink.map(|d| eq(meta("oifname"), d)));
+        expr.extend(
+            net.spec
+                .uplink
+                .iter()
+                .map(|d| eq(meta("oifname"), d.as_str())),
+        );
         expr.push(verdict("accept"));
-        rule(GUEST_OUTPUT, expr);
+        rules.push((GUEST_OUTPUT, expr));
     }
-    rule(GUEST_OUTPUT, vec![eq(meta("iifname"), bridge), reject()]);
+    rules.push((GUEST_OUTPUT, vec![eq(meta("iifname"), bridge), reject()]));
+    rules
+}
 
-    // The host serves DHCP and DNS on the bridge.
-    rule(
+/// The host serves DNS, DHCP and DHCPv6 on the bridge.
+fn host_services(net: &DesiredNetwork) -> Vec<ChainRule> {
+    let iif = || eq(meta("iifname"), net.bridge.as_str());
+    let mut rules = vec![(
         INPUT,
         vec![
-            eq(meta("iifname"), bridge),
+            iif(),
             eq(meta("l4proto"), json!({"set": ["tcp", "udp"]})),
             eq(payload("th", "dport"), 53),
             verdict("accept"),
         ],
-    );
-    if subnets.iter().any(|s| s.addr().is_ipv4()) {
-        rule(
-            INPUT,
-            vec![
-                eq(meta("iifname"), bridge),
-                eq(payload("udp", "dport"), 67),
-                verdict("accept"),
-            ],
-        );
+    )];
+    for (v4, port) in [(true, 67), (false, 547)] {
+        if subnets(net).any(|s| s.addr().is_ipv4() == v4) {
+            rules.push((
+                INPUT,
+                vec![iif(), eq(payload("udp", "dport"), port), verdict("accept")],
+            ));
+        }
     }
-    if subnets.iter().any(|s| s.addr().is_ipv6()) {
-        rule(
-            INPUT,
-            vec![
-                eq(meta("iifname"), bridge),
-                eq(payload("udp", "dport"), 547),
-                verdict("accept"),
-            ],
-        );
-    }
+    rules
+}
 
-    // Masquerade, libvirt's way: never multicast or broadcast; tcp and udp
-    // onto the nat.ports range, then everything else.
+/// Masquerade, libvirt's way: never multicast or broadcast; tcp and udp
+/// onto the nat.ports range, then everything else.
+fn masquerade(net: &DesiredNetwork) -> Vec<ChainRule> {
     let ports = net.spec.nat.as_ref().map_or(
         PortRange {
             start: 1024,
@@ -212,12 +223,15 @@ fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
         },
         |n| n.ports,
     );
-    for &subnet in &subnets {
-        if forwarding(net, subnet) != Forwarding::Nat {
-            continue;
-        }
+    let mut rules = Vec::new();
+    for subnet in subnets(net).filter(|s| forwarding(net, *s) == Forwarding::Nat) {
         let from = || eq(addr(subnet, "saddr"), prefix(subnet));
-        let out = || uplink.map(|d| eq(meta("oifname"), d));
+        let out = || {
+            net.spec
+                .uplink
+                .iter()
+                .map(|d| eq(meta("oifname"), d.as_str()))
+        };
         let exceptions: &[&str] = if subnet.addr().is_ipv4() {
             &["224.0.0.0/24", "255.255.255.255/32"]
         } else {
@@ -228,7 +242,7 @@ fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
             let mut expr = vec![from(), eq(addr(subnet, "daddr"), prefix(exception))];
             expr.extend(out());
             expr.push(verdict("return"));
-            rule(POSTROUTING, expr);
+            rules.push((POSTROUTING, expr));
         }
         for proto in ["tcp", "udp"] {
             let mut expr = vec![
@@ -238,16 +252,20 @@ fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
             ];
             expr.extend(out());
             expr.push(json!({"masquerade": {"port": port_value(ports)}}));
-            rule(POSTROUTING, expr);
+            rules.push((POSTROUTING, expr));
         }
         let mut expr = vec![from(), ne(addr(subnet, "daddr"), prefix(subnet))];
         expr.extend(out());
         expr.push(json!({"masquerade": null}));
-        rule(POSTROUTING, expr);
+        rules.push((POSTROUTING, expr));
     }
+    rules
+}
 
-    // Port forwards: DNAT of connections to the host's own addresses, from
-    // outside (prerouting) and from the host itself (output).
+/// Port forwards: DNAT of connections to the host's own addresses, from
+/// outside (prerouting) and from the host itself (output).
+fn port_forward_dnat(net: &DesiredNetwork) -> Vec<ChainRule> {
+    let mut rules = Vec::new();
     for pf in port_forwards(net) {
         for (host_ports, target_port) in dnat_mappings(pf) {
             let from = pf.from.map(|f| eq(addr(f.0, "saddr"), prefix(f.0.trunc())));
@@ -256,11 +274,12 @@ fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
 
             // Guests reaching the host's address are served by the host:
             // DNAT back into their own bridge would need hairpin NAT.
-            let mut expr = vec![ne(meta("iifname"), bridge)];
+            let mut expr = vec![ne(meta("iifname"), net.bridge.as_str())];
             expr.extend(from.clone());
             expr.extend([fib_local(), dport.clone(), dnat.clone()]);
-            rule(PREROUTING, expr);
+            rules.push((PREROUTING, expr));
 
+            // Loopback sources cannot be routed to a guest.
             let loopback = if pf.to.addr.is_ipv4() {
                 ne(
                     payload("ip", "daddr"),
@@ -270,9 +289,8 @@ fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
                 ne(payload("ip6", "daddr"), "::1")
             };
             let mut expr: Vec<Value> = from.into_iter().collect();
-            // Loopback sources cannot be routed to a guest.
             expr.extend([loopback, fib_local(), dport, dnat]);
-            rule(OUTPUT, expr);
+            rules.push((OUTPUT, expr));
         }
     }
     rules
