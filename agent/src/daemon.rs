@@ -64,6 +64,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     let metrics = Arc::new(Mutex::new(Metrics::default()));
     let _dnsmasq_logs = watch_dnsmasq(&reconciler, tx.clone(), Arc::clone(&metrics));
     let _watcher = watch_config_dir(&config.config_dir, tx.clone())?;
+    spawn_firewall_events(tx.clone());
     spawn_kernel_events(tx, Arc::clone(&reconciler))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -260,6 +261,9 @@ fn log_report(report: &PassReport) {
             error!(network, error = %e, "network failed: {e}");
         }
     }
+    for w in &report.warnings {
+        warn!(warning = %w, "warning: {w}");
+    }
 }
 
 #[derive(Serialize)]
@@ -387,6 +391,18 @@ fn spawn_kernel_events(
         }
     });
     Ok(())
+}
+
+/// Forwards changes to our nftables table (`nft flush ruleset` included).
+fn spawn_firewall_events(tx: mpsc::UnboundedSender<Trigger>) {
+    let mut events = crate::firewall::monitor::spawn();
+    tokio::spawn(async move {
+        while events.recv().await.is_some() {
+            if tx.send(Trigger::Kernel).is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// Links marked as ours (or ours at the last observation), ports joining

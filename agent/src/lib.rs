@@ -10,6 +10,7 @@ pub mod desired;
 pub mod diagnostic;
 pub mod dnsmasq;
 pub mod files;
+pub mod firewall;
 pub mod http;
 pub mod kernel;
 pub mod lanstate;

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use crate::apply::{apply, StepResult};
 use crate::desired::DesiredState;
 use crate::dnsmasq::{self, DnsPlan};
+use crate::firewall::{Audit, Firewall};
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
 use crate::managers;
@@ -32,6 +33,8 @@ pub struct Reconciler {
     memory: Memory,
     /// Bridged networks whose uplink take-over was rolled back.
     rolled_back: RolledBack,
+    /// Our nftables table.
+    firewall: Firewall,
 }
 
 impl Reconciler {
@@ -45,13 +48,17 @@ impl Reconciler {
             dnsmasq: dnsmasq::Supervisor::new(run_dir, state_dir),
             memory: Memory::new(state_dir),
             rolled_back: RolledBack::default(),
+            firewall: Firewall::new(),
         })
     }
 
     /// Writes made so far: kernel objects, sysctls, dnsmasq files, processes
     /// and signals.
     pub fn writes(&self) -> u64 {
-        self.netlink.writes() + self.sysctls.writes() + self.dnsmasq.writes()
+        self.netlink.writes()
+            + self.sysctls.writes()
+            + self.dnsmasq.writes()
+            + self.firewall.writes()
     }
 
     /// The daemon's hook: `hook(network)` runs when a dnsmasq exits.
@@ -109,9 +116,14 @@ impl Reconciler {
         let mut observed = self.observe(desired).await?;
         self.memory.recall(desired, &mut observed, false);
         let mut plan = Self::plan(desired, &observed);
-        plan.drift.extend(self.dnsmasq_plan(desired, &plan).drift);
+        let (audit, dns) = tokio::join!(self.audit_firewall(desired, &plan), async {
+            self.dnsmasq_plan(desired, &plan)
+        });
+        plan.drift.extend(dns.drift);
+        merge(&mut plan, &audit);
         let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
         report.warnings = managers::uplink_warnings(desired, &observed.kernel);
+        report.warnings.extend(audit.warnings);
         Ok(report)
     }
 
@@ -122,10 +134,15 @@ impl Reconciler {
         self.memory.recall(desired, &mut observed, true);
         let mut plan = Self::plan(desired, &observed);
         self.rolled_back.hold(&mut plan, desired);
-        let warnings = managers::uplink_warnings(desired, &observed.kernel);
-        let dns = self.dnsmasq_plan(desired, &plan);
+        let mut warnings = managers::uplink_warnings(desired, &observed.kernel);
+        // nft runs in its own processes while dnsmasq's files are read.
+        let (audit, dns) = tokio::join!(self.audit_firewall(desired, &plan), async {
+            self.dnsmasq_plan(desired, &plan)
+        });
         plan.drift.extend(dns.drift.iter().cloned());
-        if plan.steps.is_empty() && dns.actions.is_empty() {
+        if plan.steps.is_empty() && audit.drift.is_empty() && dns.actions.is_empty() {
+            merge(&mut plan, &audit);
+            warnings.extend(audit.warnings);
             let mut report =
                 PassReport::build(PassKind::Converge, desired, &plan, &[], Some(&plan), 0);
             report.warnings = warnings;
@@ -133,19 +150,30 @@ impl Reconciler {
         }
         let mut outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
         self.rolled_back.record(&plan, &outcomes, desired);
-        // dnsmasq after the kernel steps: it serves the bridge and its address.
+        // The firewall and dnsmasq after the kernel steps: they serve the
+        // bridges and their addresses.
         let no_bridge: BTreeSet<String> = outcomes
             .iter()
             .filter(|o| o.result != StepResult::Done)
             .filter_map(|o| o.network.clone())
             .collect();
-        outcomes.extend(self.dnsmasq.apply(&dns.actions, &no_bridge).await);
+        let (firewall, dnsmasq) = tokio::join!(
+            self.firewall.repair(&audit),
+            self.dnsmasq.apply(&dns.actions, &no_bridge)
+        );
+        outcomes.extend(firewall);
+        outcomes.extend(dnsmasq);
         let mut after = self.observe(desired).await?;
         self.memory.recall(desired, &mut after, true);
         let mut verify = Self::plan(desired, &after);
-        verify
-            .drift
-            .extend(self.dnsmasq_plan(desired, &verify).drift);
+        let (verify_audit, verify_dns) =
+            tokio::join!(self.audit_firewall(desired, &verify), async {
+                self.dnsmasq_plan(desired, &verify)
+            });
+        verify.drift.extend(verify_dns.drift);
+        merge(&mut verify, &verify_audit);
+        merge(&mut plan, &audit);
+        warnings.extend(verify_audit.warnings);
         let writes = self.writes() - writes_before;
         let mut report = PassReport::build(
             PassKind::Converge,
@@ -158,4 +186,16 @@ impl Reconciler {
         report.warnings = warnings;
         Ok(report)
     }
+
+    /// The firewall's audit, leaving alone the networks the plan cannot converge.
+    async fn audit_firewall(&self, desired: &DesiredState, plan: &Plan) -> Audit {
+        let failed: BTreeSet<&str> = plan.failures.iter().map(|f| f.network.as_str()).collect();
+        self.firewall.audit(desired, &failed).await
+    }
+}
+
+/// Adds the firewall's drift and failures to a plan's, for the report.
+fn merge(plan: &mut Plan, audit: &Audit) {
+    plan.drift.extend(audit.drift.iter().cloned());
+    plan.failures.extend(audit.failures.iter().cloned());
 }

@@ -103,8 +103,9 @@ pub struct PassReport {
     pub config_errors: Vec<Diagnostic>,
     /// Kernel writes the pass made (0 when everything was in sync).
     pub writes: u64,
-    /// Conditions that do not fail the pass but need the operator (e.g. a
-    /// network manager managing a bridged network's uplink).
+    /// Problems kvmnet does not fix itself, each with what to do by hand
+    /// (another table's drop policy on the forward hook, a network manager
+    /// managing a bridged network's uplink...).
     pub warnings: Vec<String>,
 }
 
