@@ -17,6 +17,7 @@ pub mod locate;
 pub mod metrics;
 pub mod model;
 pub mod observe;
+pub mod parse;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
