@@ -127,8 +127,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<FileLoad>, DirError> {
         .collect())
 }
 
-/// Loads one file. `format` overrides the extension (and the sniffing used
-/// for files with another extension).
+/// Loads one file. `format` applies when the extension does not say
+/// (instead of sniffing the contents): `validate --format yaml dir/` must
+/// not read the directory's `.toml` files as YAML.
 pub fn load_file(path: &Path, format: Option<Format>) -> FileLoad {
     let result = match fs::read(path) {
         Ok(bytes) => parse_bytes(path, &bytes, format),
@@ -166,8 +167,8 @@ pub fn parse_bytes(
     // A byte order mark (Windows editors write one) is not content, and
     // would shift every column of the first line.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text).to_string();
-    let format = format
-        .or_else(|| Format::from_path(path))
+    let format = Format::from_path(path)
+        .or(format)
         .unwrap_or_else(|| Format::sniff(&text));
     let (file, locator) = match format {
         Format::Toml => (parse::toml(path, &text), Locator::for_toml(&text)),

@@ -13,12 +13,66 @@ use proptest::prelude::*;
 
 /// Fragments that stress the parsers and the rules when spliced into a file.
 const FRAGMENTS: &[&str] = &[
-    "[", "]", "[[", "{", "}", ":", ": ", "=", " = ", "\"", "'", ",", "\n", "\t", "  ", "- ", "*a",
-    "&a ", "<<: *a", "---\n", "...\n", "#", "!", "%YAML 1.2\n", "? ", "|\n", ">\n", "0", "-1",
-    "99999999999999999999", "1e309", "nan", "true", "null", "~", "\u{feff}", "é", "\0", "\r",
-    "networks", "mode", "nat", "bridge", "ip", "dhcp", "hosts", "ranges", "port_forwards", "::",
-    "/", "/33", "/0", "255.255.255.255", "fe80::1", "01:00:5e:00:00:01", "65536", "8010-8000",
-    "infinite", "0s", "31s",
+    "[",
+    "]",
+    "[[",
+    "{",
+    "}",
+    ":",
+    ": ",
+    "=",
+    " = ",
+    "\"",
+    "'",
+    ",",
+    "\n",
+    "\t",
+    "  ",
+    "- ",
+    "*a",
+    "&a ",
+    "<<: *a",
+    "---\n",
+    "...\n",
+    "#",
+    "!",
+    "%YAML 1.2\n",
+    "? ",
+    "|\n",
+    ">\n",
+    "0",
+    "-1",
+    "99999999999999999999",
+    "1e309",
+    "nan",
+    "true",
+    "null",
+    "~",
+    "\u{feff}",
+    "é",
+    "\0",
+    "\r",
+    "networks",
+    "mode",
+    "nat",
+    "bridge",
+    "ip",
+    "dhcp",
+    "hosts",
+    "ranges",
+    "port_forwards",
+    "::",
+    "/",
+    "/33",
+    "/0",
+    "255.255.255.255",
+    "fe80::1",
+    "01:00:5e:00:00:01",
+    "65536",
+    "8010-8000",
+    "infinite",
+    "0s",
+    "31s",
 ];
 
 #[derive(Debug, Clone)]
@@ -62,7 +116,8 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
             }
         }
         Mutation::DuplicateLine { line } | Mutation::SwapLines { a: line, .. } => {
-            let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+            let mut lines: Vec<Vec<u8>> =
+                bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
             let n = lines.len();
             let i = line % n;
             match *m {
