@@ -124,23 +124,37 @@ pub fn yaml(path: &Path, text: &str, locator: &Locator) -> Result<NetworksFile, 
             locator.locate(&at, Target::Value)
         }
         .or(parser_location);
+        let hint = yaml_hint(
+            &message,
+            location.and_then(|l| {
+                text.lines()
+                    .nth(l.line - 1)
+                    .and_then(|line| line.chars().nth(l.column - 1))
+            }),
+        );
         let message = with_path(Some(&at), message);
         let d = match location {
             Some(loc) => Diagnostic::at(path, text, loc, message),
             None => Diagnostic::file_level(path, message),
         };
-        let tab = location.is_some_and(|l| {
-            text.lines()
-                .nth(l.line - 1)
-                .and_then(|line| line.chars().nth(l.column - 1))
-                == Some('\t')
-        });
-        vec![if tab {
-            d.with_help("YAML indents with spaces; a tab is not allowed here")
-        } else {
-            d
+        vec![match hint {
+            Some(help) => d.with_help(help),
+            None => d,
         }]
     })
+}
+
+/// Help for the YAML slips serde's message alone does not explain.
+fn yaml_hint(message: &str, pointed: Option<char>) -> Option<&'static str> {
+    if pointed == Some('\t') {
+        Some("YAML indents with spaces; a tab is not allowed here")
+    } else if message.contains("unknown field `<<`") {
+        Some("YAML merge keys (<<) are not supported: repeat the keys, or let a template generate them")
+    } else if message.contains("expected a boolean") {
+        Some("YAML booleans are true and false; yes, no, on and off are strings here")
+    } else {
+        None
+    }
 }
 
 /// The model path serde was at, as a `KeyPath` (up to an unknown step).
@@ -271,6 +285,22 @@ mod tests {
             strip_yaml_noise("invalid type: string \"x\"", &path("networks")),
             "invalid type: string \"x\""
         );
+    }
+
+    #[test]
+    fn yaml_hints() {
+        assert!(yaml_hint("found character", Some('\t'))
+            .unwrap()
+            .contains("tab"));
+        assert!(yaml_hint("networks.b: unknown field `<<`, expected", None)
+            .unwrap()
+            .contains("merge keys"));
+        assert!(
+            yaml_hint("invalid type: string \"no\", expected a boolean", None)
+                .unwrap()
+                .contains("true and false")
+        );
+        assert_eq!(yaml_hint("unknown field `x`", Some('x')), None);
     }
 
     #[test]

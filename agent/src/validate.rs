@@ -435,6 +435,14 @@ fn check_in_subnet(r: &mut Reporter, at: &KeyPath, what: &str, addr: IpAddr, cid
 
 fn check_dhcp(r: &mut Reporter, at: &KeyPath, cidr: IpNet, dhcp: &DhcpConfig) {
     let bridge_addr = cidr.addr();
+    if dhcp.ranges.is_empty() && dhcp.hosts.is_empty() {
+        r.error(
+            at,
+            Target::Key,
+            "dhcp has no ranges and no hosts, so it would hand out no address",
+        )
+        .hint("add ranges = [{ start = ..., end = ... }] or hosts, or remove dhcp");
+    }
     let mut good_ranges: Vec<(usize, IpAddr, IpAddr)> = Vec::new();
     for (i, range) in dhcp.ranges.iter().enumerate() {
         let rat = at.key("ranges").index(i);
@@ -818,6 +826,21 @@ fn check_port_forward(r: &mut Reporter, at: &KeyPath, net: &Network, pf: &PortFo
                 Target::Value,
                 format!("from {from} and to {addr} are of different address families"),
             );
+        }
+        // A typo'd subnet ("10.12.17.5/24") reads as a single host to some
+        // and a subnet to others: say which one is meant.
+        if from.0.addr() != from.0.network() {
+            r.error(
+                &at.key("from"),
+                Target::Value,
+                format!("{from} has host bits set"),
+            )
+            .hint(format!(
+                "write the subnet as {}, or one host as {}/{}",
+                from.0.trunc(),
+                from.0.addr(),
+                from.0.max_prefix_len()
+            ));
         }
     }
 }
