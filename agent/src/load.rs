@@ -171,7 +171,10 @@ pub fn parse_bytes(
         .or(format)
         .unwrap_or_else(|| Format::sniff(&text));
     let (file, locator) = match format {
-        Format::Toml => (parse::toml(path, &text), Locator::for_toml(&text)),
+        Format::Toml => {
+            let locator = Locator::for_toml(&text);
+            (parse::toml(path, &text, &locator), locator)
+        }
         Format::Yaml => {
             let locator = Locator::for_yaml(&text);
             (parse::yaml(path, &text, &locator), locator)

@@ -56,7 +56,7 @@ pub struct Network {
 }
 
 /// The forwarding mode of a network (libvirt's `<forward mode=...>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Guests reach out through the host's address (masquerade); nothing reaches in.
@@ -275,12 +275,35 @@ pub struct PortForward {
     pub from: Option<Cidr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
 }
+
+/// Deserializes a keyword enum from a string only. Serde's derived enum
+/// also takes maps and sequences (externally tagged variants), and then says
+/// things like "expected a YAML tag" or "unit variant" about a typo'd mode.
+macro_rules! keyword_enum {
+    ($ty:ty, $expecting:literal, $($word:literal => $variant:expr),+) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                const WORDS: &[&str] = &[$($word),+];
+                let text = de_str(d, $expecting)?;
+                match text.as_str() {
+                    $($word => Ok($variant),)+
+                    other => Err(de::Error::unknown_variant(other, WORDS)),
+                }
+            }
+        }
+    };
+}
+
+keyword_enum!(Mode, "one of nat, route, isolated, open, bridge",
+    "nat" => Mode::Nat, "route" => Mode::Route, "isolated" => Mode::Isolated,
+    "open" => Mode::Open, "bridge" => Mode::Bridge);
+keyword_enum!(Proto, "tcp or udp", "tcp" => Proto::Tcp, "udp" => Proto::Udp);
 
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,37 +1,134 @@
 //! Parsing one file's text into the model, and turning what the TOML and
 //! YAML parsers and serde say into diagnostics a person can act on: the key
-//! path, the position of the offending value, words instead of Rust types,
-//! and a hint for the usual slips (unquoted TOML strings, tabs in YAML).
+//! path, the position of the offending value (from the `Locator`, since
+//! serde knows none), words instead of Rust types, and a hint for the usual
+//! slips (unquoted TOML strings, tabs, merge keys and yes/no in YAML).
+//!
+//! A file is parsed into a generic value first (syntax errors), then each
+//! network is deserialized on its own, so that one run reports the first
+//! error of every broken network rather than of the first only.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use serde::Deserializer;
 
 use crate::diagnostic::{Diagnostic, Location};
 use crate::locate::{KeyPath, Locator, Seg, Target};
-use crate::model::NetworksFile;
+use crate::model::{Network, NetworksFile};
 
-/// Parses a TOML document.
-pub fn toml(path: &Path, text: &str) -> Result<NetworksFile, Vec<Diagnostic>> {
-    let de = toml::de::Deserializer::parse(text)
-        .map_err(|e| vec![toml_diagnostic(path, text, &e, None)])?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let mut at = key_path(e.path());
-        // The message names the field; the path is the table it sits in.
-        if e.inner().message().starts_with("unknown field") {
-            at.0.pop();
-        }
-        vec![toml_diagnostic(path, text, e.inner(), Some(&at))]
+/// Parses a TOML document; `locator` is the position index of the same text.
+pub fn toml(path: &Path, text: &str, locator: &Locator) -> Result<NetworksFile, Vec<Diagnostic>> {
+    let root: toml::Table = text
+        .parse()
+        .map_err(|e| vec![toml_syntax_error(path, text, &e)])?;
+    let entries = root.into_iter().map(|(key, value)| {
+        let networks = match value {
+            toml::Value::Table(table) => Ok(table.into_iter().collect()),
+            other => Err((other.type_str(), other)),
+        };
+        (key, networks)
+    });
+    networks(path, text, locator, entries, |e: &toml::de::Error| {
+        e.message().to_string()
     })
 }
 
-fn toml_diagnostic(
+/// The top level of a document: `networks` and nothing else. Each network is
+/// deserialized on its own, so that every broken network of a file reports
+/// its (first) error in one run, not only the first network's.
+fn networks<V, E>(
     path: &Path,
     text: &str,
-    e: &toml::de::Error,
-    at: Option<&KeyPath>,
+    locator: &Locator,
+    entries: impl Iterator<Item = (String, Result<Vec<(String, V)>, (&'static str, V)>)>,
+    message_of: fn(&E) -> String,
+) -> Result<NetworksFile, Vec<Diagnostic>>
+where
+    V: for<'de> Deserializer<'de, Error = E>,
+{
+    let mut networks = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (key, value) in entries {
+        if key != "networks" {
+            let message = format!("unknown field `{key}`, expected `networks`");
+            errors.push(diagnostic(
+                path,
+                text,
+                locator.locate(&KeyPath::root().key(&key), Target::Key),
+                message,
+            ));
+            continue;
+        }
+        let at = KeyPath::root().key("networks");
+        let entries = match value {
+            Ok(entries) => entries,
+            Err((found, _)) => {
+                errors.push(diagnostic(
+                    path,
+                    text,
+                    locator.locate(&at, Target::Value),
+                    format!("networks: invalid type: {found}, expected a map of networks by name"),
+                ));
+                continue;
+            }
+        };
+        for (name, value) in entries {
+            let at = at.key(&name);
+            match serde_path_to_error::deserialize::<_, Network>(value) {
+                Ok(network) => {
+                    networks.insert(name, network);
+                }
+                Err(e) => {
+                    let message = message_of(e.inner());
+                    errors.push(network_error(path, text, locator, &at, e.path(), message));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(NetworksFile { networks })
+    } else {
+        Err(errors)
+    }
+}
+
+/// An error of one network's deserialization, located by its key path.
+fn network_error(
+    path: &Path,
+    text: &str,
+    locator: &Locator,
+    network: &KeyPath,
+    inside: &serde_path_to_error::Path,
+    message: String,
 ) -> Diagnostic {
+    let mut at = network.clone();
+    at.0.extend(key_path(inside).0);
+    let message = humanize(&strip_yaml_noise(&message, &at));
+    let location = if message.starts_with("unknown field") {
+        let location = locator.locate(&at, Target::Key);
+        // The message names the field; the path is the map it sits in.
+        at.0.pop();
+        location
+    } else if message.starts_with("missing field") {
+        locator.locate(&at, Target::Key)
+    } else {
+        locator.locate(&at, Target::Value)
+    };
+    let hint = yaml_hint(&message, None);
+    let message = with_path(&at, message);
+    let d = diagnostic(path, text, location, message);
+    match hint {
+        Some(help) => d.with_help(help),
+        None => d,
+    }
+}
+
+/// A TOML syntax error (or duplicate key), at the parser's span.
+fn toml_syntax_error(path: &Path, text: &str, e: &toml::de::Error) -> Diagnostic {
     let mut message = humanize(e.message().trim_end());
     let Some(span) = e.span() else {
-        return Diagnostic::file_level(path, with_path(at, message));
+        return Diagnostic::file_level(path, message);
     };
     let token = text.get(span.clone()).unwrap_or("");
     let on_value_side = text
@@ -40,12 +137,7 @@ fn toml_diagnostic(
     if message == "duplicate key" && !token.is_empty() {
         message = format!("duplicate key `{token}`");
     }
-    let d = Diagnostic::at(
-        path,
-        text,
-        Location::from_span(text, span),
-        with_path(at, message),
-    );
+    let d = Diagnostic::at(path, text, Location::from_span(text, span), message);
     // A bare word where a value belongs is almost always a missing quote:
     // toml then complains about floats or booleans it tried to read.
     let bare = token
@@ -53,7 +145,7 @@ fn toml_diagnostic(
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic())
         && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if at.is_none() && bare && on_value_side {
+    if bare && on_value_side {
         d.with_help(format!("TOML strings are quoted: \"{token}\""))
     } else {
         d
@@ -95,53 +187,72 @@ pub fn yaml(path: &Path, text: &str, locator: &Locator) -> Result<NetworksFile, 
             })
             .collect());
     }
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let inner = e.inner();
-        let parser_location = inner.location().map(|l| {
+    let root: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let location = e.location().map(|l| {
             let start = offset_of(text, l.line(), l.column());
             Location::from_span(text, start..token_end(text, start))
         });
-        // A syntax error has a position but no meaningful key path.
-        let mut at = if locator.malformed() {
-            KeyPath::root()
-        } else {
-            key_path(e.path())
-        };
-        let message = humanize(&strip_yaml_noise(&inner.to_string(), &at));
-        let location = if locator.malformed() {
-            parser_location
-        } else if message.starts_with("unknown field") {
-            let location = locator.locate(&at, Target::Key);
-            // The message names the field; the path is the map it sits in.
-            at.0.pop();
-            location
-        } else if message.starts_with("missing field") {
-            locator.locate(&at, Target::Key)
-        } else {
-            // serde_yaml places errors about a value at the map that holds
-            // it; the index knows where the value itself is.
-            locator.locate(&at, Target::Value)
-        }
-        .or(parser_location);
-        let hint = yaml_hint(
-            &message,
-            location.and_then(|l| {
-                text.lines()
-                    .nth(l.line - 1)
-                    .and_then(|line| line.chars().nth(l.column - 1))
-            }),
-        );
-        let message = with_path(Some(&at), message);
-        let d = match location {
-            Some(loc) => Diagnostic::at(path, text, loc, message),
-            None => Diagnostic::file_level(path, message),
-        };
+        let message = humanize(&strip_yaml_noise(&e.to_string(), &KeyPath::root()));
+        let pointed = location.and_then(|l| {
+            text.lines()
+                .nth(l.line - 1)
+                .and_then(|line| line.chars().nth(l.column - 1))
+        });
+        let hint = yaml_hint(&message, pointed);
+        let d = diagnostic(path, text, location, message);
         vec![match hint {
             Some(help) => d.with_help(help),
             None => d,
         }]
+    })?;
+    let root = match root {
+        serde_yaml::Value::Null => serde_yaml::Mapping::new(),
+        serde_yaml::Value::Mapping(map) => map,
+        other => {
+            let message = format!(
+                "invalid type: {}, expected a map with the key `networks`",
+                yaml_kind(&other)
+            );
+            let location = locator.locate(&KeyPath::root(), Target::Value);
+            return Err(vec![diagnostic(path, text, location, message)]);
+        }
+    };
+    let entries = root.into_iter().map(|(key, value)| {
+        let networks = match value {
+            serde_yaml::Value::Null => Ok(Vec::new()),
+            serde_yaml::Value::Mapping(map) => Ok(map
+                .into_iter()
+                .map(|(name, network)| (yaml_key(&name), network))
+                .collect()),
+            other => Err((yaml_kind(&other), other)),
+        };
+        (yaml_key(&key), networks)
+    });
+    networks(path, text, locator, entries, |e: &serde_yaml::Error| {
+        e.to_string()
     })
+}
+
+/// A mapping key as text: YAML allows `42:` or `true:` as keys too.
+fn yaml_key(key: &serde_yaml::Value) -> String {
+    match key {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        other => yaml_kind(other).to_string(),
+    }
+}
+
+fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
+    match value {
+        serde_yaml::Value::Null => "an empty value",
+        serde_yaml::Value::Bool(_) => "boolean",
+        serde_yaml::Value::Number(_) => "number",
+        serde_yaml::Value::String(_) => "string",
+        serde_yaml::Value::Sequence(_) => "list",
+        serde_yaml::Value::Mapping(_) => "map",
+        serde_yaml::Value::Tagged(_) => "tagged value",
+    }
 }
 
 /// Help for the YAML slips serde's message alone does not explain.
@@ -150,6 +261,8 @@ fn yaml_hint(message: &str, pointed: Option<char>) -> Option<&'static str> {
         Some("YAML indents with spaces; a tab is not allowed here")
     } else if message.contains("unknown field `<<`") {
         Some("YAML merge keys (<<) are not supported: repeat the keys, or let a template generate them")
+    } else if message.contains("repetition limit exceeded") {
+        Some("YAML aliases (*name) here expand to too many values; write the values out")
     } else if message.contains("expected a boolean") {
         Some("YAML booleans are true and false; yes, no, on and off are strings here")
     } else {
@@ -172,10 +285,19 @@ fn key_path(path: &serde_path_to_error::Path) -> KeyPath {
     out
 }
 
-fn with_path(at: Option<&KeyPath>, message: String) -> String {
-    match at {
-        Some(at) if !at.0.is_empty() => format!("{at}: {message}"),
-        _ => message,
+fn with_path(at: &KeyPath, message: String) -> String {
+    if at.0.is_empty() {
+        message
+    } else {
+        format!("{at}: {message}")
+    }
+}
+
+/// A diagnostic at `location` when known, else about the file.
+fn diagnostic(path: &Path, text: &str, location: Option<Location>, message: String) -> Diagnostic {
+    match location {
+        Some(loc) => Diagnostic::at(path, text, loc, message),
+        None => Diagnostic::file_level(path, message),
     }
 }
 
@@ -222,8 +344,6 @@ fn humanize(message: &str) -> String {
         ("unit value", "an empty value"),
         ("expected a sequence", "expected a list"),
         ("wanted string or table", "expected a string"),
-        // serde_yaml's words for a list or map where a mode or protocol belongs.
-        ("expected a YAML tag starting with '!'", "expected a string"),
     ] {
         out = out.replace(rust, user);
     }
