@@ -255,11 +255,17 @@ impl MarkedEventReceiver for YamlLocator {
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
-                // A complex (non-scalar) mapping key gets no path of its own.
-                let path = self.next_value_path().unwrap_or_default();
-                self.locator
-                    .values
-                    .insert(path.clone(), Self::location(mark, 1));
+                // A complex (non-scalar) mapping key gets no location: it
+                // would claim the root's. The parse reports such keys.
+                let path = match self.next_value_path() {
+                    Some(path) => {
+                        self.locator
+                            .values
+                            .insert(path.clone(), Self::location(mark, 1));
+                        path
+                    }
+                    None => KeyPath::root(),
+                };
                 self.stack.push(match event {
                     Event::MappingStart(..) => YamlFrame::Mapping {
                         path,

@@ -217,29 +217,53 @@ pub fn yaml(path: &Path, text: &str, locator: &Locator) -> Result<NetworksFile, 
             return Err(vec![diagnostic(path, text, location, message)]);
         }
     };
-    let entries = root.into_iter().map(|(key, value)| {
+    // Keys must be scalars: `[a, b]: ...` or `~: ...` names nothing.
+    let mut bad_keys = Vec::new();
+    let mut key_of = |key: serde_yaml::Value, at: &KeyPath| match key {
+        serde_yaml::Value::String(s) => Some(s),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        other => {
+            bad_keys.push(diagnostic(
+                path,
+                text,
+                locator.locate(at, Target::Key),
+                with_path(
+                    at,
+                    format!("a key must be a name, found {}", yaml_kind(&other)),
+                ),
+            ));
+            None
+        }
+    };
+    let networks_at = KeyPath::root().key("networks");
+    let mut entries = Vec::new();
+    for (key, value) in root {
+        let Some(key) = key_of(key, &KeyPath::root()) else {
+            continue;
+        };
         let networks = match value {
             serde_yaml::Value::Null => Ok(Vec::new()),
             serde_yaml::Value::Mapping(map) => Ok(map
                 .into_iter()
-                .map(|(name, network)| (yaml_key(&name), network))
+                .filter_map(|(name, network)| Some((key_of(name, &networks_at)?, network)))
                 .collect()),
             other => Err((yaml_kind(&other), other)),
         };
-        (yaml_key(&key), networks)
-    });
-    networks(path, text, locator, entries, |e: &serde_yaml::Error| {
-        e.to_string()
-    })
-}
-
-/// A mapping key as text: YAML allows `42:` or `true:` as keys too.
-fn yaml_key(key: &serde_yaml::Value) -> String {
-    match key {
-        serde_yaml::Value::String(s) => s.clone(),
-        serde_yaml::Value::Number(n) => n.to_string(),
-        serde_yaml::Value::Bool(b) => b.to_string(),
-        other => yaml_kind(other).to_string(),
+        entries.push((key, networks));
+    }
+    let parsed = networks(
+        path,
+        text,
+        locator,
+        entries.into_iter(),
+        |e: &serde_yaml::Error| e.to_string(),
+    );
+    if bad_keys.is_empty() {
+        parsed
+    } else {
+        bad_keys.extend(parsed.err().unwrap_or_default());
+        Err(bad_keys)
     }
 }
 
