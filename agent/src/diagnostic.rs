@@ -120,15 +120,14 @@ impl fmt::Display for Diagnostic {
         let pad = " ".repeat(gutter);
         writeln!(f, "{pad}--> {}", self.position())?;
         if let (Some(loc), Some(line)) = (self.location, &self.source_line) {
-            // Tabs would misalign the caret; show them as one space each.
-            let shown = line.replace('\t', " ");
-            let available = shown.chars().count().saturating_sub(loc.column - 1).max(1);
+            let (shown, column) = snippet(line, loc.column);
+            let available = shown.chars().count().saturating_sub(column - 1).max(1);
             writeln!(f, "{pad} |")?;
             writeln!(f, "{} | {shown}", loc.line)?;
             writeln!(
                 f,
                 "{pad} | {}{}",
-                " ".repeat(loc.column - 1),
+                " ".repeat(column - 1),
                 "^".repeat(loc.width.min(available))
             )?;
         }
@@ -140,6 +139,42 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
+}
+
+/// The most of a source line a snippet shows: a minified or generated file
+/// can put everything on one line.
+const SNIPPET_CHARS: usize = 100;
+/// How much of the line before the column a cut snippet keeps.
+const SNIPPET_BEFORE: usize = 30;
+
+/// The part of `line` to show and the column of `column` within it. Tabs
+/// become one space each, so that the caret lines up; other control
+/// characters (a NUL, an escape sequence) must not reach the terminal.
+fn snippet(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line
+        .chars()
+        .map(|c| match c {
+            '\t' => ' ',
+            c if c.is_control() => char::REPLACEMENT_CHARACTER,
+            c => c,
+        })
+        .collect();
+    if chars.len() <= SNIPPET_CHARS {
+        return (chars.into_iter().collect(), column);
+    }
+    let start = (column - 1).saturating_sub(SNIPPET_BEFORE).min(chars.len());
+    let end = (start + SNIPPET_CHARS).min(chars.len());
+    let mut shown = String::new();
+    let mut column = column - start;
+    if start > 0 {
+        shown.push('…');
+        column += 1;
+    }
+    shown.extend(&chars[start..end]);
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, column)
 }
 
 #[cfg(test)]
@@ -169,6 +204,17 @@ mod tests {
             shown,
             "error: unknown mode\n --> n.toml:1:8\n  |\n1 | mode = \"nta\"\n  |        ^^^^^\n  = help: one of nat, route\n"
         );
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_column() {
+        let line = format!("{}x{}", "a".repeat(500), "b".repeat(500));
+        let (shown, column) = snippet(&line, 501);
+        assert_eq!(shown.chars().count(), SNIPPET_CHARS + 2);
+        assert_eq!(shown.chars().nth(column - 1), Some('x'));
+        assert!(shown.starts_with('…') && shown.ends_with('…'));
+        assert_eq!(snippet("a\tb", 3), ("a b".to_string(), 3));
+        assert_eq!(snippet("a\0\u{1b}[2J", 1).0, "a\u{fffd}\u{fffd}[2J");
     }
 
     #[test]

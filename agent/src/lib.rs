@@ -22,6 +22,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod observe;
+pub mod parse;
 pub mod plan;
 pub mod ports;
 pub mod reconcile;

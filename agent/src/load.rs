@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Location};
 use crate::locate::Locator;
-use crate::model::{Network, NetworksFile};
+use crate::model::Network;
+use crate::parse;
 
 /// The syntax of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,19 +31,29 @@ impl Format {
         }
     }
 
-    /// A guess for a file without a telling extension (Ansible's `validate`
-    /// hands over a temporary file with no extension): YAML when the first
-    /// significant line opens the `networks` map YAML-style.
+    /// The format of a file without a telling extension (Ansible's
+    /// `validate` hands over a temporary file such as `tmpk3x9_q` or
+    /// `source`), from its first line that is not blank or a comment: a
+    /// TOML table header (`[networks.n]`) or assignment (`networks.n.mode =
+    /// "nat"`) means TOML; anything else (`networks:`, `---`, `{networks:
+    /// ...}`) means YAML.
     pub fn sniff(text: &str) -> Format {
         let first = text
             .lines()
             .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#') && *l != "---");
+            .find(|l| !l.is_empty() && !l.starts_with('#'));
         match first {
-            Some(l) if l.starts_with("networks:") || l.starts_with("---") => Format::Yaml,
-            _ => Format::Toml,
+            Some(l) if l.starts_with('[') || is_toml_assignment(l) => Format::Toml,
+            _ => Format::Yaml,
         }
     }
+}
+
+/// `key = value` with a bare, dotted or quoted key. A YAML line with an `=`
+/// has a `:` before it (`networks: {a: "b=c"}`), which TOML keys do not.
+fn is_toml_assignment(line: &str) -> bool {
+    line.split_once('=')
+        .is_some_and(|(key, _)| !key.trim().is_empty() && !key.contains(':'))
 }
 
 /// A file that parsed into the model.
@@ -116,8 +127,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<FileLoad>, DirError> {
         .collect())
 }
 
-/// Loads one file. `format` overrides the extension (and the sniffing used
-/// for files with another extension).
+/// Loads one file. `format` applies when the extension does not say
+/// (instead of sniffing the contents): `validate --format yaml dir/` must
+/// not read the directory's `.toml` files as YAML.
 pub fn load_file(path: &Path, format: Option<Format>) -> FileLoad {
     let result = match fs::read(path) {
         Ok(bytes) => parse_bytes(path, &bytes, format),
@@ -139,7 +151,7 @@ pub fn parse_bytes(
     format: Option<Format>,
 ) -> Result<ParsedFile, Vec<Diagnostic>> {
     let text = match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_string(),
+        Ok(text) => text,
         Err(e) => {
             let lossy = String::from_utf8_lossy(bytes);
             let at = Location::from_span(&lossy, e.valid_up_to()..e.valid_up_to() + 1);
@@ -152,80 +164,28 @@ pub fn parse_bytes(
             .with_help("save the file as UTF-8")]);
         }
     };
-    let format = format
-        .or_else(|| Format::from_path(path))
+    // A byte order mark (Windows editors write one) is not content, and
+    // would shift every column of the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text).to_string();
+    let format = Format::from_path(path)
+        .or(format)
         .unwrap_or_else(|| Format::sniff(&text));
-    let parsed = match format {
-        Format::Toml => parse_toml(path, &text),
-        Format::Yaml => parse_yaml(path, &text),
-    };
-    let file = parsed?;
-    let locator = match format {
-        Format::Toml => Locator::for_toml(&text),
-        Format::Yaml => Locator::for_yaml(&text),
+    let (file, locator) = match format {
+        Format::Toml => {
+            let locator = Locator::for_toml(&text);
+            (parse::toml(path, &text, &locator), locator)
+        }
+        Format::Yaml => {
+            let locator = Locator::for_yaml(&text);
+            (parse::yaml(path, &text, &locator), locator)
+        }
     };
     Ok(ParsedFile {
         path: path.to_path_buf(),
+        networks: file?.networks,
         text,
         locator,
-        networks: file.networks,
     })
-}
-
-fn parse_toml(path: &Path, text: &str) -> Result<NetworksFile, Vec<Diagnostic>> {
-    toml::from_str(text).map_err(|e| {
-        let message = e.message().trim_end().to_string();
-        vec![match e.span() {
-            Some(span) => Diagnostic::at(path, text, Location::from_span(text, span), message),
-            None => Diagnostic::file_level(path, message),
-        }]
-    })
-}
-
-fn parse_yaml(path: &Path, text: &str) -> Result<NetworksFile, Vec<Diagnostic>> {
-    // An empty document (only comments) defines no networks, like an empty TOML file.
-    if text
-        .lines()
-        .map(str::trim)
-        .all(|l| l.is_empty() || l.starts_with('#') || l == "---")
-    {
-        return Ok(NetworksFile::default());
-    }
-    serde_yaml::from_str(text).map_err(|e| {
-        let message = strip_yaml_position(&e.to_string());
-        vec![match e.location() {
-            Some(l) => {
-                let line_start: usize = text
-                    .split_inclusive('\n')
-                    .take(l.line().saturating_sub(1))
-                    .map(str::len)
-                    .sum();
-                let start = text[line_start..]
-                    .char_indices()
-                    .nth(l.column().saturating_sub(1))
-                    .map_or(text.len(), |(i, _)| line_start + i);
-                let end = token_end(text, start);
-                Diagnostic::at(path, text, Location::from_span(text, start..end), message)
-            }
-            None => Diagnostic::file_level(path, message),
-        }]
-    })
-}
-
-/// serde_yaml appends " at line L column C"; the location is shown separately.
-fn strip_yaml_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) if message[i..].contains(" column ") => message[..i].to_string(),
-        _ => message.to_string(),
-    }
-}
-
-/// The end of the token starting at `start`: up to whitespace or YAML flow punctuation.
-fn token_end(text: &str, start: usize) -> usize {
-    text[start..]
-        .char_indices()
-        .find(|(_, c)| c.is_whitespace() || matches!(c, ',' | '}' | ']'))
-        .map_or(text.len(), |(i, _)| start + i)
 }
 
 #[cfg(test)]
@@ -290,6 +250,24 @@ networks:
     fn sniffs_format_without_extension() {
         assert!(parse("source", YAML).is_ok());
         assert!(parse("source", TOML).is_ok());
+        for (text, format) in [
+            ("# c\n\n[networks.n]\n", Format::Toml),
+            ("networks.n.mode = \"nat\"\n", Format::Toml),
+            ("\"networks\" = {}\n", Format::Toml),
+            ("---\nnetworks:\n", Format::Yaml),
+            ("networks :\n", Format::Yaml),
+            ("{networks: {n: {mode: nat}}}\n", Format::Yaml),
+            ("networks: {n: {uplink: \"a=b\"}}\n", Format::Yaml),
+            ("%YAML 1.2\n---\n", Format::Yaml),
+        ] {
+            assert_eq!(Format::sniff(text), format, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn byte_order_mark_is_not_content() {
+        let file = parse("a.toml", "\u{feff}[networks.n]\nmode = \"open\"\n").unwrap();
+        assert_eq!(file.text.chars().next(), Some('['));
     }
 
     #[test]

@@ -51,9 +51,21 @@ impl KeyPath {
 impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, seg) in self.0.iter().enumerate() {
+            if i > 0 && matches!(seg, Seg::Key(_)) {
+                f.write_str(".")?;
+            }
             match seg {
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
+                // Quoted when the key would not read back as one step
+                // (`networks."my net"`, `networks."a.b"`, `networks.""`).
+                Seg::Key(k)
+                    if k.is_empty()
+                        || !k
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
+                    write!(f, "{k:?}")?
+                }
+                Seg::Key(k) => f.write_str(k)?,
                 Seg::Index(n) => write!(f, "[{n}]")?,
             }
         }
@@ -73,6 +85,20 @@ pub enum Target {
 pub struct Locator {
     keys: HashMap<KeyPath, Location>,
     values: HashMap<KeyPath, Location>,
+    duplicates: Vec<DuplicateKey>,
+    /// The YAML text is not well-formed: positions past the error are unknown.
+    malformed: bool,
+}
+
+/// A key given twice in one mapping. TOML parsers refuse these; YAML's serde
+/// silently keeps the last one for maps (a network defined twice in one file
+/// would vanish), so the YAML index records them to be reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// The path of the key, e.g. `networks.n`.
+    pub path: KeyPath,
+    pub first: Location,
+    pub again: Location,
 }
 
 impl Locator {
@@ -94,6 +120,16 @@ impl Locator {
             // A missing key is best shown at the key of the table that lacks it.
             target = Target::Key;
         }
+    }
+
+    /// Whether the YAML parser stopped at a syntax error.
+    pub fn malformed(&self) -> bool {
+        self.malformed
+    }
+
+    /// Keys given twice in one mapping (YAML only), in document order.
+    pub fn duplicate_keys(&self) -> &[DuplicateKey] {
+        &self.duplicates
     }
 
     pub fn for_toml(text: &str) -> Locator {
@@ -131,8 +167,11 @@ impl Locator {
         let mut builder = YamlLocator::default();
         let mut parser = Parser::new_from_str(text);
         // Syntax errors are reported by the serde parse; keep what was indexed.
-        let _ = parser.load(&mut builder, true);
-        builder.locator
+        let malformed = parser.load(&mut builder, true).is_err();
+        Locator {
+            malformed,
+            ..builder.locator
+        }
     }
 }
 
@@ -149,6 +188,7 @@ enum YamlFrame {
     Mapping {
         path: KeyPath,
         key: Option<String>,
+        seen: HashMap<String, Location>,
     },
     Sequence {
         path: KeyPath,
@@ -161,7 +201,7 @@ impl YamlLocator {
     fn next_value_path(&mut self) -> Option<KeyPath> {
         match self.stack.last_mut() {
             None => Some(KeyPath::root()),
-            Some(YamlFrame::Mapping { path, key }) => key.take().map(|k| path.key(&k)),
+            Some(YamlFrame::Mapping { path, key, .. }) => key.take().map(|k| path.key(&k)),
             Some(YamlFrame::Sequence { path, next }) => {
                 *next += 1;
                 Some(path.index(*next - 1))
@@ -192,8 +232,19 @@ impl MarkedEventReceiver for YamlLocator {
                 }
                 None => {
                     let loc = Self::location(mark, value.chars().count());
-                    if let Some(YamlFrame::Mapping { path, key }) = self.stack.last_mut() {
-                        self.locator.keys.insert(path.key(&value), loc);
+                    if let Some(YamlFrame::Mapping { path, key, seen }) = self.stack.last_mut() {
+                        let key_path = path.key(&value);
+                        match seen.get(&value) {
+                            Some(first) => self.locator.duplicates.push(DuplicateKey {
+                                path: key_path.clone(),
+                                first: *first,
+                                again: loc,
+                            }),
+                            None => {
+                                seen.insert(value.clone(), loc);
+                            }
+                        }
+                        self.locator.keys.insert(key_path, loc);
                         *key = Some(value);
                     }
                 }
@@ -204,13 +255,23 @@ impl MarkedEventReceiver for YamlLocator {
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
-                // A complex (non-scalar) mapping key gets no path of its own.
-                let path = self.next_value_path().unwrap_or_default();
-                self.locator
-                    .values
-                    .insert(path.clone(), Self::location(mark, 1));
+                // A complex (non-scalar) mapping key gets no location: it
+                // would claim the root's. The parse reports such keys.
+                let path = match self.next_value_path() {
+                    Some(path) => {
+                        self.locator
+                            .values
+                            .insert(path.clone(), Self::location(mark, 1));
+                        path
+                    }
+                    None => KeyPath::root(),
+                };
                 self.stack.push(match event {
-                    Event::MappingStart(..) => YamlFrame::Mapping { path, key: None },
+                    Event::MappingStart(..) => YamlFrame::Mapping {
+                        path,
+                        key: None,
+                        seen: HashMap::new(),
+                    },
                     _ => YamlFrame::Sequence { path, next: 0 },
                 });
             }
@@ -282,6 +343,35 @@ mod tests {
             ),
             Some((7, 44))
         );
+    }
+
+    #[test]
+    fn yaml_duplicate_keys_are_recorded() {
+        let text =
+            "networks:\n  n:\n    mode: nat\n  m: {mode: open, mode: nat}\n  n:\n    mode: open\n";
+        let loc = Locator::for_yaml(text);
+        let found: Vec<_> = loc
+            .duplicate_keys()
+            .iter()
+            .map(|d| {
+                (
+                    d.path.to_string(),
+                    d.first.line,
+                    d.again.line,
+                    d.again.column,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("networks.m.mode".to_string(), 4, 4, 19),
+                ("networks.n".to_string(), 2, 5, 3)
+            ]
+        );
+        assert!(Locator::for_toml("a = 1\na = 2\n")
+            .duplicate_keys()
+            .is_empty());
     }
 
     #[test]

@@ -102,7 +102,7 @@ fn de_opt_ip<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error
 }
 
 /// The forwarding mode of a network (libvirt's `<forward mode=...>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Guests reach out through the host's address (masquerade); nothing reaches in.
@@ -344,12 +344,35 @@ pub struct PortForward {
     pub from: Option<Cidr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
 }
+
+/// Deserializes a keyword enum from a string only. Serde's derived enum
+/// also takes maps and sequences (externally tagged variants), and then says
+/// things like "expected a YAML tag" or "unit variant" about a typo'd mode.
+macro_rules! keyword_enum {
+    ($ty:ty, $expecting:literal, $($word:literal => $variant:expr),+) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                const WORDS: &[&str] = &[$($word),+];
+                let text = de_str(d, $expecting)?;
+                match text.as_str() {
+                    $($word => Ok($variant),)+
+                    other => Err(de::Error::unknown_variant(other, WORDS)),
+                }
+            }
+        }
+    };
+}
+
+keyword_enum!(Mode, "one of nat, route, isolated, open, bridge",
+    "nat" => Mode::Nat, "route" => Mode::Route, "isolated" => Mode::Isolated,
+    "open" => Mode::Open, "bridge" => Mode::Bridge);
+keyword_enum!(Proto, "tcp or udp", "tcp" => Proto::Tcp, "udp" => Proto::Udp);
 
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -360,9 +383,25 @@ impl fmt::Display for Proto {
     }
 }
 
+/// Reads a string, saying what it should hold when the value is of another
+/// type (serde alone would say "expected a string").
+fn de_str<'de, D: Deserializer<'de>>(d: D, expecting: &'static str) -> Result<String, D::Error> {
+    struct Visitor(&'static str);
+    impl de::Visitor<'_> for Visitor {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_str(Visitor(expecting))
+}
+
 /// Deserializes an IP address with a message that says what is expected.
 fn de_ip<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
-    let text = String::deserialize(d)?;
+    let text = de_str(d, "an IP address like \"192.168.10.2\" or \"fd00::2\"")?;
     text.parse().map_err(|_| {
         de::Error::custom(format!(
             "invalid IP address {text:?}: expected an IPv4 or IPv6 address like \"192.168.10.2\" or \"fd00::2\""
@@ -373,7 +412,7 @@ fn de_ip<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
 /// Implements string (de)serialization through `FromStr`/`Display`, and a
 /// JSON Schema of type string with a description.
 macro_rules! string_type {
-    ($ty:ty, $name:literal, $description:literal $(, $pattern:literal)?) => {
+    ($ty:ty, $name:literal, $description:literal, $expecting:literal $(, $pattern:literal)?) => {
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -382,7 +421,7 @@ macro_rules! string_type {
 
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
+                let text = de_str(d, $expecting)?;
                 text.parse().map_err(de::Error::custom)
             }
         }
@@ -431,7 +470,8 @@ impl fmt::Display for Cidr {
 string_type!(
     Cidr,
     "Cidr",
-    "An IPv4 or IPv6 address with prefix length, e.g. 192.168.10.1/24"
+    "An IPv4 or IPv6 address with prefix length, e.g. 192.168.10.1/24",
+    "an address with prefix length like \"192.168.10.1/24\""
 );
 
 /// A MAC address, written as six colon-separated hex octets.
@@ -481,6 +521,7 @@ string_type!(
     MacAddr,
     "MacAddr",
     "A MAC address, e.g. 52:54:00:f4:6a:43",
+    "a MAC address like \"52:54:00:f4:6a:43\"",
     "^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 );
 
@@ -493,7 +534,7 @@ impl FromStr for HumanDuration {
     fn from_str(s: &str) -> Result<Self, String> {
         humantime::parse_duration(s)
             .map(HumanDuration)
-            .map_err(|e| format!("invalid duration {s:?} ({e}): expected a duration like \"2s\", \"500ms\" or \"1h 30m\""))
+            .map_err(|_| format!("invalid duration {s:?}: expected a number and a unit like \"2s\", \"500ms\" or \"1h 30m\" (units: ms, s, m, h, d)"))
     }
 }
 
@@ -506,7 +547,8 @@ impl fmt::Display for HumanDuration {
 string_type!(
     HumanDuration,
     "Duration",
-    "A duration such as 2s, 500ms or 1h 30m"
+    "A duration such as 2s, 500ms or 1h 30m",
+    "a duration like \"2s\""
 );
 
 /// A DHCP lease time: a duration or "infinite".
@@ -522,8 +564,8 @@ impl FromStr for LeaseTime {
         if s == "infinite" {
             return Ok(LeaseTime::Infinite);
         }
-        humantime::parse_duration(s).map(LeaseTime::Finite).map_err(|e| {
-            format!("invalid lease time {s:?} ({e}): expected a duration like \"1h\" or \"infinite\"")
+        humantime::parse_duration(s).map(LeaseTime::Finite).map_err(|_| {
+            format!("invalid lease time {s:?}: expected a duration like \"1h\" or \"12h\" (units: m, h, d), or \"infinite\"")
         })
     }
 }
@@ -540,7 +582,8 @@ impl fmt::Display for LeaseTime {
 string_type!(
     LeaseTime,
     "LeaseTime",
-    "A lease time such as 1h or 12h, or infinite"
+    "A lease time such as 1h or 12h, or infinite",
+    "a lease time like \"1h\" or \"infinite\""
 );
 
 /// An upstream DNS server in dnsmasq's `server=` syntax: `IP`, `IP#PORT`, or
@@ -598,7 +641,8 @@ impl fmt::Display for Forwarder {
 string_type!(
     Forwarder,
     "Forwarder",
-    "An upstream DNS server: IP, IP#PORT or /DOMAIN/IP"
+    "An upstream DNS server: IP, IP#PORT or /DOMAIN/IP",
+    "a DNS server like \"9.9.9.9\""
 );
 
 /// Where a forwarded port goes: a guest address and optional port.
@@ -645,7 +689,8 @@ impl fmt::Display for ForwardTarget {
 string_type!(
     ForwardTarget,
     "ForwardTarget",
-    "A guest address with optional port: 192.168.10.10 or 192.168.10.10:80"
+    "A guest address with optional port: 192.168.10.10 or 192.168.10.10:80",
+    "a guest address like \"192.168.10.10:80\""
 );
 
 /// A port or an inclusive port range. Written as `8080`, `"8080"` or `"8000-8010"`.

@@ -140,6 +140,7 @@ fn check_network(r: &mut Reporter, name: &str, net: &Network) {
     for (i, pf) in net.port_forwards.iter().enumerate() {
         check_port_forward(r, &at.key("port_forwards").index(i), net, pf);
     }
+    check_forwards_overlap(r, &at, net);
     if let Some(nat) = &net.nat {
         if nat.ipv6 && !net.ip.iter().any(|ip| ip.address.0.addr().is_ipv6()) {
             r.error(
@@ -282,8 +283,17 @@ fn check_mode_keys(r: &mut Reporter, at: &KeyPath, net: &Network) {
         .hint("remove the nat key, or use mode = \"nat\"");
     }
     if !net.port_forwards.is_empty() && mode != Mode::Nat {
-        r.error(&at.key("port_forwards"), Target::Key, format!("port_forwards need mode nat, this network is mode {mode}"))
-            .hint("port forwards translate the host's address to a guest's; in mode route guests are reachable directly");
+        let hint = if mode == Mode::Route {
+            "port forwards translate the host's address to a guest's; in mode route guests are reachable directly"
+        } else {
+            "port forwards translate the host's address to a guest's, which only mode nat does"
+        };
+        r.error(
+            &at.key("port_forwards"),
+            Target::Key,
+            format!("port_forwards need mode nat, this network is mode {mode}"),
+        )
+        .hint(hint);
     }
     if let Some(uplink) = &net.uplink {
         if matches!(mode, Mode::Isolated | Mode::Open) {
@@ -479,6 +489,14 @@ fn check_in_subnet(r: &mut Reporter, at: &KeyPath, what: &str, addr: IpAddr, cid
 
 fn check_dhcp(r: &mut Reporter, at: &KeyPath, cidr: IpNet, dhcp: &DhcpConfig) {
     let bridge_addr = cidr.addr();
+    if dhcp.ranges.is_empty() && dhcp.hosts.is_empty() {
+        r.error(
+            at,
+            Target::Key,
+            "dhcp has no ranges and no hosts, so it would hand out no address",
+        )
+        .hint("add ranges = [{ start = ..., end = ... }] or hosts, or remove dhcp");
+    }
     let mut good_ranges: Vec<(usize, IpAddr, IpAddr)> = Vec::new();
     for (i, range) in dhcp.ranges.iter().enumerate() {
         let rat = at.key("ranges").index(i);
@@ -861,6 +879,51 @@ fn check_port_forward(r: &mut Reporter, at: &KeyPath, net: &Network, pf: &PortFo
                 &at.key("from"),
                 Target::Value,
                 format!("from {from} and to {addr} are of different address families"),
+            );
+        }
+        // A typo'd subnet ("10.12.17.5/24") reads as a single host to some
+        // and a subnet to others: say which one is meant.
+        if from.0.addr() != from.0.network() {
+            r.error(
+                &at.key("from"),
+                Target::Value,
+                format!("{from} has host bits set"),
+            )
+            .hint(format!(
+                "write the subnet as {}, or one host as {}/{}",
+                from.0.trunc(),
+                from.0.addr(),
+                from.0.max_prefix_len()
+            ));
+        }
+    }
+}
+
+/// Two forwards of one network for the same host port: the host cannot send
+/// a connection to both guests.
+fn check_forwards_overlap(r: &mut Reporter, at: &KeyPath, net: &Network) {
+    let forwards = &net.port_forwards;
+    for (i, pf) in forwards.iter().enumerate() {
+        let taken = forwards[..i].iter().position(|other| {
+            other.proto == pf.proto
+                && other.to.addr.is_ipv4() == pf.to.addr.is_ipv4()
+                && other.port.overlaps(pf.port)
+                && froms_overlap(
+                    other.from.map(|c| c.0.trunc()),
+                    pf.from.map(|c| c.0.trunc()),
+                )
+        });
+        if let Some(j) = taken {
+            r.error(
+                &at.key("port_forwards").index(i).key("port"),
+                Target::Value,
+                format!(
+                    "{} port {} is already forwarded by port_forwards[{j}] ({})",
+                    pf.proto, pf.port, forwards[j].port
+                ),
+            )
+            .hint(
+                "forward each host port once, or restrict the forwards to disjoint `from` subnets",
             );
         }
     }
