@@ -103,6 +103,14 @@ sleep 0.3
 show_log
 echo "dnsmasq pid $old_pid -> $(dnsmasq_pid)"
 
+step "break it: flush the whole nftables ruleset (nft flush ruleset)"
+in_ns nft flush ruleset
+wait_until in_ns nft list table inet kvmnet
+sleep 0.3
+show_log
+echo "the guest reaches its gateway again:"
+ip netns exec "$vm" busybox ping -c 1 -W 2 192.168.10.1 | sed -n 's/^/    vm| /;2p'
+
 step "break it: delete a bridge by hand (ip link del virbr-nat)"
 in_ns ip link del virbr-nat
 wait_until in_ns ip link show virbr-nat
