@@ -257,7 +257,11 @@ fn daemon_restarts_an_adopted_and_its_own_dnsmasq_when_killed_and_logs_its_lines
         wait_for_value(&format!("dnsmasq {old} replaced"), wait, || {
             let pid = std::fs::read_to_string(env.run_dir().join("dnsmasq/nat.pid")).ok()?;
             let pid: i32 = pid.trim().parse().ok()?;
-            (pid != old && running(pid)).then_some(pid)
+            // Started, not starting: a kill during the start is a failed
+            // start (retried with backoff), not an exit.
+            let log = std::fs::read_to_string(env.state_dir().join("dnsmasq/nat.log")).ok()?;
+            let started = log.contains(&format!("dnsmasq[{pid}]: started"));
+            (pid != old && running(pid) && started).then_some(pid)
         })
     };
     env.host().exec_ok("kill", &["-KILL", &adopted.to_string()]);
