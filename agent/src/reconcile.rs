@@ -48,7 +48,7 @@ impl Reconciler {
             dnsmasq: dnsmasq::Supervisor::new(run_dir, state_dir),
             memory: Memory::new(state_dir),
             rolled_back: RolledBack::default(),
-            firewall: Firewall::new(),
+            firewall: Firewall::new(run_dir),
         })
     }
 

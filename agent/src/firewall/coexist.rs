@@ -7,7 +7,7 @@
 use super::{FAMILY, TABLE};
 
 /// A base chain as `nft -j list chains` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BaseChain {
     pub family: String,
     pub table: String,

@@ -8,11 +8,13 @@
 
 pub mod coexist;
 pub mod diff;
+pub mod generation;
 pub mod monitor;
 pub mod nft;
 pub mod render;
 pub mod text;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The table family: `inet` holds IPv4 and IPv6 rules (NAT too, kernel ≥ 5.2).
@@ -34,14 +36,14 @@ pub fn comment_network(comment: &str) -> Option<&str> {
 
 /// A chain of our table. Base chains have a hook; regular chains are only
 /// reached by jumps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chain {
     pub name: String,
     pub hook: Option<Hook>,
 }
 
 /// What makes a chain a base chain: type, hook, priority and policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hook {
     /// `filter` or `nat`.
     pub kind: String,
@@ -61,7 +63,7 @@ impl Hook {
 }
 
 /// One rule: its chain, comment and statements in `nft -j` form.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rule {
     pub chain: String,
     pub comment: String,
@@ -76,7 +78,7 @@ impl Rule {
 }
 
 /// The contents of our table: chains in creation order, rules in order.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Table {
     pub chains: Vec<Chain>,
     pub rules: Vec<Rule>,
@@ -93,11 +95,17 @@ impl Table {
 }
 
 use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::apply::{Outcome, StepResult};
 use crate::desired::{DesiredNetwork, DesiredState};
+use crate::files::write_atomic;
 use crate::model::Mode;
 use crate::plan::{Drift, Failure};
+use coexist::BaseChain;
+use generation::GenerationKey;
 
 /// The firewall's part of a pass: drift, the table that repairs it, and
 /// warnings about other tables.
@@ -111,14 +119,52 @@ pub struct Audit {
 }
 
 /// The firewall subsystem of a reconciler.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Firewall {
     nft: nft::Nft,
+    /// What the last listing found, kept in memory and in this file so that
+    /// `--once` and `--check` runs profit too.
+    known_path: PathBuf,
+    known: Mutex<Option<Known>>,
+}
+
+/// What a listing found at a ruleset generation: a digest of our table and
+/// the other tables' base chains. While the generation holds, a wanted
+/// table with that digest is known to be in place without listing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Known {
+    key: GenerationKey,
+    table_digest: u64,
+    chains: Vec<BaseChain>,
+}
+
+/// Our table as the diff sees it: chains in any order, rules in order
+/// within their chain. An empty wanted table means "no table".
+fn digest(table: Option<&Table>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    if let Some(table) = table {
+        let mut chains: Vec<&Chain> = table.chains.iter().collect();
+        chains.sort_by(|a, b| a.name.cmp(&b.name));
+        for chain in chains {
+            let rules: Vec<&Rule> = table.rules_in(&chain.name).collect();
+            serde_json::to_string(&(chain, rules))
+                .unwrap_or_default()
+                .hash(&mut hasher);
+        }
+    } else {
+        "no table".hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 impl Firewall {
-    pub fn new() -> Firewall {
-        Firewall::default()
+    /// What listings found is remembered under `run_dir` (gone at reboot).
+    pub fn new(run_dir: &Path) -> Firewall {
+        Firewall {
+            nft: nft::Nft::default(),
+            known_path: run_dir.join("firewall-known.json"),
+            known: Mutex::new(None),
+        }
     }
 
     /// `nft` transactions committed so far.
@@ -127,10 +173,11 @@ impl Firewall {
     }
 
     /// Observes our table and the other tables' base chains (two `nft`
-    /// runs, in parallel) and diffs. `failed` networks cannot be converged
-    /// (their bridge name is taken...): their rules are left as they are.
+    /// runs, in parallel; none when the ruleset generation shows that the
+    /// table is the wanted one) and diffs. `failed` networks cannot be
+    /// converged (their bridge name is taken...): their rules are left as
+    /// they are.
     pub async fn audit(&self, desired: &DesiredState, failed: &BTreeSet<&str>) -> Audit {
-        let (table, chains) = tokio::join!(self.nft.table(), self.nft.base_chains());
         let live: Vec<&DesiredNetwork> = desired
             .networks
             .values()
@@ -142,15 +189,42 @@ impl Firewall {
                 .map(|n| n.bridge.as_str())
                 .collect()
         };
+        let warnings = |chains: &[BaseChain]| {
+            coexist::warnings(
+                chains,
+                &bridges(Mode::forwards),
+                &bridges(render::has_rules),
+            )
+        };
         let mut audit = Audit::default();
-        match chains {
-            Ok(chains) => {
-                audit.warnings = coexist::warnings(
-                    &chains,
-                    &bridges(Mode::forwards),
-                    &bridges(render::has_rules),
-                )
+
+        // Read before listing: a change in between leaves the remembered
+        // key older than the listing, which costs one listing more, never a
+        // stale answer.
+        let key = generation::current().ok();
+        if let Some(known) = key.as_ref().and_then(|key| self.known(key)) {
+            // Without the observed table, networks left alone get no rules:
+            // the digests then differ whenever such rules exist, and the
+            // table is listed.
+            let wanted = wanted(desired, &live, None);
+            let present = (!wanted.chains.is_empty()).then_some(&wanted);
+            if digest(present) == known.table_digest {
+                audit.warnings = warnings(&known.chains);
+                audit.wanted = wanted;
+                return audit;
             }
+        }
+
+        let (table, chains) = tokio::join!(self.nft.table(), self.nft.base_chains());
+        if let (Some(key), Ok(table), Ok(chains)) = (key, &table, &chains) {
+            self.remember(Known {
+                key,
+                table_digest: digest(table.as_ref()),
+                chains: chains.clone(),
+            });
+        }
+        match chains {
+            Ok(chains) => audit.warnings = warnings(&chains),
             Err(e) => audit
                 .warnings
                 .push(format!("cannot check other tables for drop policies: {e}")),
@@ -172,6 +246,27 @@ impl Firewall {
         audit.wanted = wanted(desired, &live, observed.as_ref());
         audit.drift = diff::diff(&audit.wanted, observed.as_ref());
         audit
+    }
+
+    fn known(&self, key: &GenerationKey) -> Option<Known> {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.is_none() {
+            *known = std::fs::read(&self.known_path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        }
+        known.as_ref().filter(|k| &k.key == key).cloned()
+    }
+
+    /// Not a write of kvmnet's state: losing the file costs one listing.
+    fn remember(&self, known: Known) {
+        let mut current = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref() != Some(&known) {
+            if let Ok(bytes) = serde_json::to_vec(&known) {
+                let _ = write_atomic(&self.known_path, &bytes);
+            }
+            *current = Some(known);
+        }
     }
 
     /// Replaces our table when the audit found drift: one outcome, or none
@@ -247,6 +342,28 @@ mod tests {
 
     const NAT: &str =
         "[networks.a]\nmode = \"nat\"\n[[networks.a.ip]]\naddress = \"192.168.10.1/24\"\n";
+
+    #[test]
+    fn digest_is_the_diffs_view_chain_order_free_rule_order_bound() {
+        let state = desired(NAT);
+        let live: Vec<&DesiredNetwork> = state.networks.values().collect();
+        let table = wanted(&state, &live, None);
+
+        // As `nft list` shows it: chain by chain, in another chain order.
+        let mut listed = Table {
+            chains: table.chains.iter().rev().cloned().collect(),
+            rules: Vec::new(),
+        };
+        for chain in listed.chains.clone() {
+            listed.rules.extend(table.rules_in(&chain.name).cloned());
+        }
+        assert_eq!(digest(Some(&table)), digest(Some(&listed)));
+
+        let mut reordered = table.clone();
+        reordered.rules.reverse();
+        assert_ne!(digest(Some(&table)), digest(Some(&reordered)));
+        assert_ne!(digest(None), digest(Some(&Table::default())));
+    }
 
     #[test]
     fn rules_of_networks_no_file_names_go_unless_a_file_is_rejected() {
