@@ -195,7 +195,22 @@ fn measure_daemon(o: &Options, n: usize) -> ((Duration, Duration), (Duration, Du
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    std::thread::sleep(Duration::from_secs(1));
+    // Idle means no pass running: wait until the pass count holds for 2 s.
+    let prom = env.state_dir().join("kvmnet.prom");
+    let passes = || {
+        std::fs::read_to_string(&prom)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("kvmnet_passes_total ")?.parse::<u64>().ok())
+    };
+    let (mut seen, mut since) = (passes(), Instant::now());
+    while since.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = passes();
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        }
+    }
     let pid = daemon.pid();
     let rss_kib = proc_status_kib(pid, "VmRSS:");
     let cpu_before = cpu_ticks(pid);
