@@ -177,6 +177,10 @@ async fn pass(
 ) -> Result<bool, ()> {
     let started = Instant::now();
     let last_good = LastGood::new(&config.state_dir);
+    // Read before loading: a file written in between then differs from
+    // what is remembered, and its event brings another pass. Read after,
+    // it would match, and the pass that loaded the old content would stand.
+    let files = read_files(&config.config_dir);
     let resolved = match last_good.load_dir(&config.config_dir) {
         Ok(resolved) => resolved,
         Err(e) => {
@@ -185,7 +189,7 @@ async fn pass(
             return Err(());
         }
     };
-    *last_files = Some(read_files(&config.config_dir));
+    *last_files = Some(files);
     let desired = &resolved.desired;
     for d in desired.diagnostics() {
         error!(file = %d.file.display(), position = %d.position(), error = %d.message, "config error; the file's networks keep their last good version, if any");
