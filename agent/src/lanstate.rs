@@ -134,34 +134,10 @@ fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::kernel::Link;
-    use crate::load::{parse_bytes, FileLoad};
 
-    fn desired(text: &str) -> DesiredState {
-        let path = Path::new("t.toml");
-        DesiredState::from_loads(vec![FileLoad {
-            path: path.to_path_buf(),
-            result: parse_bytes(path, text.as_bytes(), None),
-        }])
-    }
-
-    fn link(index: u32, name: &str, master: Option<u32>, alias: Option<&str>) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            kind: None,
-            admin_up: true,
-            mtu: 1500,
-            mac: None,
-            master,
-            alias: alias.map(Into::into),
-            bridge: None,
-            group: 0,
-        }
-    }
+    use crate::testutil::{desired, link};
 
     fn address(index: u32, a: &str) -> Address {
         Address {

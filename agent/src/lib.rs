@@ -28,5 +28,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod report;
 pub mod show;
+#[cfg(test)]
+mod testutil;
 pub mod uplink;
 pub mod validate;

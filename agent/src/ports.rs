@@ -104,34 +104,10 @@ impl PortStore {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::kernel::Link;
-    use crate::load::{parse_bytes, FileLoad};
 
-    fn desired(text: &str) -> DesiredState {
-        let path = Path::new("t.toml");
-        DesiredState::from_loads(vec![FileLoad {
-            path: path.to_path_buf(),
-            result: parse_bytes(path, text.as_bytes(), None),
-        }])
-    }
-
-    fn link(index: u32, name: &str, master: Option<u32>, alias: Option<&str>) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            kind: None,
-            admin_up: true,
-            mtu: 1500,
-            mac: None,
-            master,
-            alias: alias.map(Into::into),
-            bridge: None,
-            group: 0,
-        }
-    }
+    use crate::testutil::{desired, link};
 
     const NAT: &str = "[networks.n]\nmode = \"nat\"\nbridge.name = \"br-n\"\n[[networks.n.ip]]\naddress = \"192.168.50.1/24\"\n";
 

@@ -255,19 +255,10 @@ fn ignore(result: Result<(), KernelError>, errno: i32) -> Result<(), KernelError
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::load::{parse_bytes, FileLoad};
     use crate::plan::Step;
-
-    fn desired(text: &str) -> DesiredState {
-        let path = Path::new("t.toml");
-        DesiredState::from_loads(vec![FileLoad {
-            path: path.to_path_buf(),
-            result: parse_bytes(path, text.as_bytes(), None),
-        }])
-    }
+    use crate::testutil::desired;
 
     const LAN: &str = "[networks.lan]\nmode = \"bridge\"\nuplink = \"eno1\"\n";
 

@@ -317,20 +317,11 @@ pub fn wanted(desired: &DesiredState, live: &[&DesiredNetwork], observed: Option
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use serde_json::json;
 
     use super::*;
-    use crate::load::{parse_bytes, FileLoad};
-
-    fn desired(text: &str) -> DesiredState {
-        let path = Path::new("t.toml");
-        DesiredState::from_loads(vec![FileLoad {
-            path: path.to_path_buf(),
-            result: parse_bytes(path, text.as_bytes(), None),
-        }])
-    }
+    use crate::testutil::desired;
 
     fn foreign_rule(network: &str) -> Rule {
         Rule {

@@ -6,14 +6,10 @@ use std::path::Path;
 
 use super::*;
 use crate::kernel::{Address, Route};
-use crate::load::{load_dir, parse_bytes, FileLoad};
+use crate::load::load_dir;
 
 fn desired(text: &str) -> DesiredState {
-    let path = Path::new("t.toml");
-    let state = DesiredState::from_loads(vec![FileLoad {
-        path: path.to_path_buf(),
-        result: parse_bytes(path, text.as_bytes(), None),
-    }]);
+    let state = crate::testutil::desired(text);
     assert!(state.rejected.is_empty(), "{:?}", state.rejected);
     state
 }

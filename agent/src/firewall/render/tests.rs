@@ -1,18 +1,11 @@
 //! Rendering per mode: which rules each network gets, as `nft list` text.
 
-use std::path::Path;
-
 use super::*;
 use crate::desired::DesiredState;
 use crate::firewall::text;
-use crate::load::{parse_bytes, FileLoad};
 
 fn desired(text: &str) -> DesiredState {
-    let path = Path::new("t.toml");
-    let state = DesiredState::from_loads(vec![FileLoad {
-        path: path.to_path_buf(),
-        result: parse_bytes(path, text.as_bytes(), None),
-    }]);
+    let state = crate::testutil::desired(text);
     assert!(state.rejected.is_empty(), "{:?}", state.rejected);
     state
 }

@@ -1,0 +1,32 @@
+//! Helpers of the unit tests.
+
+use std::path::Path;
+
+use crate::desired::DesiredState;
+use crate::kernel::Link;
+use crate::load::{parse_bytes, FileLoad};
+
+/// The desired state of one TOML file, `t.toml`, valid or not.
+pub fn desired(text: &str) -> DesiredState {
+    let path = Path::new("t.toml");
+    DesiredState::from_loads(vec![FileLoad {
+        path: path.to_path_buf(),
+        result: parse_bytes(path, text.as_bytes(), None),
+    }])
+}
+
+/// An observed link without kind, MAC or bridge attributes.
+pub fn link(index: u32, name: &str, master: Option<u32>, alias: Option<&str>) -> Link {
+    Link {
+        index,
+        name: name.into(),
+        kind: None,
+        admin_up: true,
+        mtu: 1500,
+        mac: None,
+        master,
+        alias: alias.map(Into::into),
+        bridge: None,
+        group: 0,
+    }
+}
