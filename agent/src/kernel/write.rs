@@ -352,36 +352,35 @@ impl Netlink {
 
     pub async fn add_route(&self, route: &RouteSpec) -> Result<()> {
         let op = format!("add route {route}");
-        let msg = route_message(route, false).map_err(|reason| KernelError::Invalid {
-            op: op.clone(),
-            reason,
-        })?;
-        self.count_write();
-        self.sockets
-            .links
-            .route()
-            .add(msg)
-            .execute()
+        self.send_route(op, route_message(route, false), RouteChange::Add)
             .await
-            .map_err(|e| KernelError::netlink(op, e))
     }
 
     /// Deletes a route of ours: the request carries [`RTPROT_KVMNET`], so the
     /// kernel never matches another protocol's route to the same prefix.
     pub async fn delete_route(&self, route: &RouteSpec) -> Result<()> {
         let op = format!("delete route {route}");
-        let msg = route_message(route, true).map_err(|reason| KernelError::Invalid {
+        self.send_route(op, route_message(route, true), RouteChange::Delete)
+            .await
+    }
+
+    async fn send_route(
+        &self,
+        op: String,
+        msg: std::result::Result<RouteMessage, String>,
+        change: RouteChange,
+    ) -> Result<()> {
+        let msg = msg.map_err(|reason| KernelError::Invalid {
             op: op.clone(),
             reason,
         })?;
         self.count_write();
-        self.sockets
-            .links
-            .route()
-            .del(msg)
-            .execute()
-            .await
-            .map_err(|e| KernelError::netlink(op, e))
+        let routes = self.sockets.links.route();
+        let result = match change {
+            RouteChange::Add => routes.add(msg).execute().await,
+            RouteChange::Delete => routes.del(msg).execute().await,
+        };
+        result.map_err(|e| KernelError::netlink(op, e))
     }
 
     async fn change_link(&self, op: String, msg: LinkMessage) -> Result<()> {
@@ -479,37 +478,22 @@ impl Netlink {
     /// Adds `route` with `oif` as its output link.
     pub async fn add_route_as(&self, route: &super::Route, oif: LinkRef<'_>) -> Result<()> {
         let op = format!("add route {} to {oif}", describe(route));
-        let msg =
-            exact_route_message(route, Some(oif.index)).map_err(|reason| KernelError::Invalid {
-                op: op.clone(),
-                reason,
-            })?;
-        self.count_write();
-        self.sockets
-            .links
-            .route()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| KernelError::netlink(op, e))
+        let msg = exact_route_message(route, Some(oif.index));
+        self.send_route(op, msg, RouteChange::Add).await
     }
 
     /// Deletes exactly `route` (its protocol, table, gateway, link, metric).
     pub async fn delete_route_as(&self, route: &super::Route) -> Result<()> {
         let op = format!("delete route {}", describe(route));
-        let msg = exact_route_message(route, route.oif).map_err(|reason| KernelError::Invalid {
-            op: op.clone(),
-            reason,
-        })?;
-        self.count_write();
-        self.sockets
-            .links
-            .route()
-            .del(msg)
-            .execute()
-            .await
-            .map_err(|e| KernelError::netlink(op, e))
+        let msg = exact_route_message(route, route.oif);
+        self.send_route(op, msg, RouteChange::Delete).await
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RouteChange {
+    Add,
+    Delete,
 }
 
 fn describe(route: &super::Route) -> String {
