@@ -266,18 +266,26 @@ async fn show_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    let observed = match Reconciler::connect(&global.run_dir, &global.state_dir) {
-        Ok(r) => r.observe(&desired).await,
-        Err(e) => Err(e),
-    };
-    let observed = match observed {
-        Ok(o) => o,
+    let reconciler = match Reconciler::connect(&global.run_dir, &global.state_dir) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let views = show::views(&desired, &observed, network);
+    // The side by side view is the kernel's; the drift is a whole check's.
+    let (observed, check) = match (
+        reconciler.observe(&desired).await,
+        reconciler.check(&desired).await,
+    ) {
+        (Ok(observed), Ok(check)) => (observed, check),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dnsmasq_pids = reconciler.dnsmasq_pids(&desired);
+    let views = show::views(&desired, &observed, &check, &dnsmasq_pids, network);
     if let Some(name) = network {
         if views.is_empty() {
             eprintln!(
@@ -291,7 +299,7 @@ async fn show_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode
         OutputFormat::Json => {
             out(&(serde_json::to_string_pretty(&views).expect("views serialize") + "\n"))
         }
-        OutputFormat::Text => out(&show::to_text(&views)),
+        OutputFormat::Text => out(&show::to_text(&views, &check.host.drift)),
     }
     ExitCode::SUCCESS
 }

@@ -2,7 +2,7 @@
 //! report (design §5). The same pass serves `--check` (stops after the plan),
 //! `--once` and the daemon.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -59,6 +59,15 @@ impl Reconciler {
             + self.sysctls.writes()
             + self.dnsmasq.writes()
             + self.firewall.writes()
+    }
+
+    /// The pids of the running dnsmasq instances of `desired`'s networks.
+    pub fn dnsmasq_pids(&self, desired: &DesiredState) -> BTreeMap<String, i32> {
+        self.dnsmasq
+            .observe(desired.networks.keys().map(String::as_str))
+            .into_iter()
+            .filter_map(|(network, instance)| Some((network, instance.pid?)))
+            .collect()
     }
 
     /// The daemon's hook: `hook(network)` runs when a dnsmasq exits.

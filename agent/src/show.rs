@@ -1,18 +1,21 @@
 //! `show`: desired against observed, per network.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::desired::{DesiredNetwork, DesiredState};
+use crate::dnsmasq::render::wants_dnsmasq;
 use crate::kernel::{RTPROT_KVMNET, RT_TABLE_MAIN};
 use crate::model::{MacAddr, Mode};
 use crate::observe::Observed;
 use crate::plan::{
-    centis, link_owner, movable_addresses, movable_routes, plan, wanted_bridge_attrs,
-    wanted_routes, Drift, PlanOptions,
+    centis, link_owner, movable_addresses, movable_routes, wanted_bridge_attrs, wanted_routes,
+    Drift,
 };
+use crate::report::PassReport;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NetworkView {
@@ -26,6 +29,15 @@ pub struct NetworkView {
     /// Mode bridge with an uplink.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uplink: Option<UplinkView>,
+    /// The network's dnsmasq, when it needs one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnsmasq: Option<DnsmasqView>,
+}
+
+/// The network's dnsmasq: wanted running; found running with this pid, or not.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsmasqView {
+    pub pid: Option<i32>,
 }
 
 /// A bridged network's uplink and the LAN configuration moved onto its
@@ -57,32 +69,35 @@ pub struct Side {
     pub routes: Vec<String>,
 }
 
-/// Views of the desired networks (or of `only`).
-pub fn views(desired: &DesiredState, observed: &Observed, only: Option<&str>) -> Vec<NetworkView> {
-    let plan = plan(desired, observed, PlanOptions { prune: false });
+/// Views of the desired networks (or of `only`): the kernel side by side,
+/// and the drift a check found in everything (kernel, firewall, dnsmasq).
+/// `dnsmasq_pids` holds the running instances' pids by network.
+pub fn views(
+    desired: &DesiredState,
+    observed: &Observed,
+    check: &PassReport,
+    dnsmasq_pids: &BTreeMap<String, i32>,
+    only: Option<&str>,
+) -> Vec<NetworkView> {
     desired
         .networks
         .values()
         .filter(|n| only.is_none_or(|o| o == n.name))
-        .map(|n| NetworkView {
-            name: n.name.clone(),
-            mode: n.spec.mode,
-            file: n.file.clone(),
-            desired: desired_side(n, observed),
-            observed: observed_side(n, observed),
-            drift: plan
-                .drift
-                .iter()
-                .filter(|d| d.network.as_deref() == Some(&n.name))
-                .cloned()
-                .collect(),
-            errors: plan
-                .failures
-                .iter()
-                .filter(|f| f.network == n.name)
-                .map(|f| f.message.clone())
-                .collect(),
-            uplink: uplink_view(n, observed),
+        .map(|n| {
+            let report = check.networks.iter().find(|r| r.name == n.name);
+            NetworkView {
+                name: n.name.clone(),
+                mode: n.spec.mode,
+                file: n.file.clone(),
+                desired: desired_side(n, observed),
+                observed: observed_side(n, observed),
+                drift: report.map(|r| r.drift.clone()).unwrap_or_default(),
+                errors: report.map(|r| r.errors.clone()).unwrap_or_default(),
+                uplink: uplink_view(n, observed),
+                dnsmasq: wants_dnsmasq(n).then(|| DnsmasqView {
+                    pid: dnsmasq_pids.get(&n.name).copied(),
+                }),
+            }
         })
         .collect()
 }
@@ -184,7 +199,9 @@ fn observed_side(n: &DesiredNetwork, observed: &Observed) -> Option<Side> {
     })
 }
 
-pub fn to_text(views: &[NetworkView]) -> String {
+/// Text of `views`, then the host-wide drift (ip_forward, our nftables
+/// table as a whole).
+pub fn to_text(views: &[NetworkView], host_drift: &[Drift]) -> String {
     let mut out = String::new();
     for v in views {
         let state = if !v.errors.is_empty() {
@@ -278,11 +295,24 @@ pub fn to_text(views: &[NetworkView]) -> String {
                 );
             }
         }
+        if let Some(dnsmasq) = &v.dnsmasq {
+            let (mark, found) = match dnsmasq.pid {
+                Some(pid) => (' ', format!("running (pid {pid})")),
+                None => ('*', "not running".to_string()),
+            };
+            let _ = writeln!(out, " {mark} {:<10} {:<32} {found}", "dnsmasq", "running");
+        }
         for drift in &v.drift {
             let _ = writeln!(out, "   {drift}");
         }
         for e in &v.errors {
             let _ = writeln!(out, "   error: {e}");
+        }
+    }
+    if !host_drift.is_empty() {
+        let _ = writeln!(out, "host:");
+        for drift in host_drift {
+            let _ = writeln!(out, "   {drift}");
         }
     }
     out

@@ -160,13 +160,25 @@ fn killed_dnsmasq_is_reported_restarted_and_the_guest_keeps_its_address() {
         check.stdout().contains("+ dnsmasq nat on kvd-nat: missing"),
         "{check}"
     );
+    let show = env.run(&["show", "nat"]);
+    show.assert_success();
+    let text = show.stdout();
+    assert!(text.contains("): drifted"), "{show}");
+    assert!(text.contains("not running"), "{show}");
     let once = env.run(&["--once"]);
     once.assert_success();
     assert!(
         once.stdout().contains("done: start dnsmasq of nat"),
         "{once}"
     );
-    assert_ne!(dnsmasq_pid(&env, "nat"), pid);
+    let restarted = dnsmasq_pid(&env, "nat");
+    assert_ne!(restarted, pid);
+    let show = env.run(&["show", "nat"]);
+    assert!(
+        show.stdout()
+            .contains(&format!("running (pid {restarted})")),
+        "{show}"
+    );
     let leases = std::fs::read_to_string(env.state_dir().join("dnsmasq/nat.leases")).unwrap();
     assert!(leases.contains(&first.ip), "lease file lost: {leases}");
     let renewed = dhcp_lease(&vm, "eth0", Some(&first.ip)).expect("renewed lease");
