@@ -404,6 +404,20 @@ fn main() {
             r.idle_cpu_percent
         );
     }
+    // The agent runs under `ip netns exec`, as an operator would run it in
+    // a namespace; its cost is part of every `--once`/`--check` time above.
+    let ns = Netns::new("exec");
+    let exec: Vec<Duration> = (0..20)
+        .map(|_| {
+            let start = Instant::now();
+            ns.exec_ok("true", &[]);
+            start.elapsed()
+        })
+        .collect();
+    println!(
+        "`ip netns exec` alone: {} ms (included in converge, no-op, check and teardown)",
+        ms(median(exec))
+    );
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
         if last.n > first.n {
             let per = |r: &Row| r.converge.as_secs_f64() * 1000.0 / r.n as f64;
