@@ -548,24 +548,7 @@ impl Planner<'_> {
             Some(link) => self.plan_bridge_attrs(net, link, wanted_attrs),
         }
         self.plan_bridge_sysctls(net, link.is_some());
-        if link.as_ref().is_none_or(|l| !l.admin_up) {
-            if link.is_some() {
-                self.changed(
-                    name,
-                    Resource::Bridge,
-                    &net.bridge,
-                    "state",
-                    "up".into(),
-                    "down".into(),
-                );
-            }
-            self.step(
-                Some(name),
-                Action::SetUp {
-                    link: net.bridge.clone(),
-                },
-            );
-        }
+        self.plan_admin_up(net, link.as_ref());
         self.plan_addresses(net, link.as_ref());
         self.plan_routes(net, link.as_ref());
         if link.is_none() {
@@ -703,22 +686,30 @@ impl Planner<'_> {
             wanted.mac = mac;
         }
         self.plan_bridge_attrs(&wanted, &b, wanted_bridge_attrs(net));
-        if !b.admin_up {
+        self.plan_admin_up(net, Some(&b));
+    }
+
+    /// The bridge up; a bridge found down is drift.
+    fn plan_admin_up(&mut self, net: &DesiredNetwork, link: Option<&Link>) {
+        if link.is_some_and(|l| l.admin_up) {
+            return;
+        }
+        if link.is_some() {
             self.changed(
-                name,
+                &net.name,
                 Resource::Bridge,
                 &net.bridge,
                 "state",
                 "up".into(),
                 "down".into(),
             );
-            self.step(
-                Some(name),
-                Action::SetUp {
-                    link: net.bridge.clone(),
-                },
-            );
         }
+        self.step(
+            Some(&net.name),
+            Action::SetUp {
+                link: net.bridge.clone(),
+            },
+        );
     }
 
     /// A bridge about to be (re)created gets back the guest ports it had:
