@@ -274,12 +274,9 @@ async fn show_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode
         }
     };
     // The side by side view is the kernel's; the drift is a whole check's.
-    let (observed, check) = match (
-        reconciler.observe(&desired).await,
-        reconciler.check(&desired).await,
-    ) {
-        (Ok(observed), Ok(check)) => (observed, check),
-        (Err(e), _) | (_, Err(e)) => {
+    let (observed, check) = match reconciler.check_observed(&desired).await {
+        Ok(checked) => checked,
+        Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }

@@ -122,6 +122,11 @@ impl Reconciler {
 
     /// Drift audit: changes nothing.
     pub async fn check(&self, desired: &DesiredState) -> Result<PassReport> {
+        Ok(self.check_observed(desired).await?.1)
+    }
+
+    /// A drift audit, with the kernel observation it was made against.
+    pub async fn check_observed(&self, desired: &DesiredState) -> Result<(Observed, PassReport)> {
         let mut observed = self.observe(desired).await?;
         self.memory.recall(desired, &mut observed, false);
         let mut plan = Self::plan(desired, &observed);
@@ -133,7 +138,7 @@ impl Reconciler {
         let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
         report.warnings = managers::uplink_warnings(desired, &observed.kernel);
         report.warnings.extend(audit.warnings);
-        Ok(report)
+        Ok((observed, report))
     }
 
     /// Converges, then verifies against a second observation.
