@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::diagnostic::Diagnostic;
-use crate::load::FileLoad;
-use crate::model::{MacAddr, Network};
-use crate::validate;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::load::FileLoad;
+use crate::config::model::{MacAddr, Network};
+use crate::config::validate;
 
 /// A validated network with its defaults resolved.
 #[derive(Debug, Clone, PartialEq)]
