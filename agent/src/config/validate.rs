@@ -23,6 +23,13 @@ const MIN_LEASE_SECS: u64 = 120;
 /// The kernel's bounds for the STP forward delay.
 const MAX_FORWARD_DELAY_SECS: u64 = 30;
 
+impl DesiredState {
+    /// Validates loaded files: each file is accepted or rejected as a whole.
+    pub fn from_loads(loads: Vec<FileLoad>) -> DesiredState {
+        validate(loads)
+    }
+}
+
 /// Validates loaded files into the desired state.
 pub fn validate(loads: Vec<FileLoad>) -> DesiredState {
     let mut rejected = Vec::new();
