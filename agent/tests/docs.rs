@@ -35,7 +35,10 @@ fn doc() -> String {
 }
 
 fn schema() -> Value {
-    let output = agent().arg("schema").output().expect("run kvmnet-agent schema");
+    let output = agent()
+        .arg("schema")
+        .output()
+        .expect("run kvmnet-agent schema");
     assert!(output.status.success(), "kvmnet-agent schema failed");
     serde_json::from_slice(&output.stdout).expect("the schema is JSON")
 }
@@ -69,7 +72,12 @@ fn walk(
         }
     }
     for combinator in ["anyOf", "oneOf", "allOf"] {
-        for alternative in node.get(combinator).and_then(Value::as_array).into_iter().flatten() {
+        for alternative in node
+            .get(combinator)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             walk(root, alternative, prefix, refs, out);
         }
     }
@@ -347,8 +355,10 @@ fn complete_examples_validate_together_and_cover_every_mode() {
     }
     for mode in MODES {
         assert!(
-            files.iter().any(|(_, text)| text.contains(&format!("mode = \"{mode}\""))
-                || text.contains(&format!("mode: {mode}"))),
+            files
+                .iter()
+                .any(|(_, text)| text.contains(&format!("mode = \"{mode}\""))
+                    || text.contains(&format!("mode: {mode}"))),
             "{DOC}: no complete example of mode {mode}"
         );
     }
@@ -380,9 +390,6 @@ fn complete_examples_validate_together_and_cover_every_mode() {
 #[test]
 fn code_spans_follow_commonmark() {
     assert_eq!(code_spans("a `b` c"), ["b"]);
-    assert_eq!(
-        code_spans("`` x `y` z `` and `w`"),
-        ["x `y` z", "w"]
-    );
+    assert_eq!(code_spans("`` x `y` z `` and `w`"), ["x `y` z", "w"]);
     assert_eq!(code_spans("an unclosed ` tick"), Vec::<String>::new());
 }
