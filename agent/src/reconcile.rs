@@ -1,5 +1,5 @@
 //! One reconcile pass: observe → diff → plan → apply → observe again →
-//! report (design §5). The same pass serves `--check` (stops after the plan),
+//! report. The same pass serves `--check` (stops after the plan),
 //! `--once` and the daemon.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

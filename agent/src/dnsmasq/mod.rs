@@ -1,4 +1,4 @@
-//! DHCP and DNS: one supervised dnsmasq per network (design §1, §4).
+//! DHCP and DNS: one supervised dnsmasq per network.
 //!
 //! `render` (pure) makes each network's files, `plan` (pure) diffs them
 //! against the observed instances, `process` (I/O) starts, reloads and stops
