@@ -13,7 +13,9 @@
 //!   is a line that `validate` prints for a case of the bad-input corpus;
 //! - the complete examples (code blocks whose first line is `# NAME.toml` or
 //!   `# NAME.yaml`) together are a valid configuration directory covering
-//!   every mode.
+//!   every mode;
+//! - a sample run (a code block starting `$ kvmnet-agent validate NAME`)
+//!   shows exactly what `validate` prints for the block before it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -324,35 +326,60 @@ fn every_sample_diagnostic_is_printed_for_a_corpus_case() {
     );
 }
 
+/// A fenced code block: its info string (`toml`, `sh`, empty) and lines.
+struct Block<'a> {
+    info: &'a str,
+    body: Vec<&'a str>,
+}
+
+fn code_blocks(doc: &str) -> Vec<Block<'_>> {
+    let mut blocks = Vec::new();
+    let mut open: Option<Block> = None;
+    for text in doc.lines() {
+        match (&mut open, text.trim_start().strip_prefix("```")) {
+            (None, Some(info)) => {
+                open = Some(Block {
+                    info: info.trim(),
+                    body: Vec::new(),
+                })
+            }
+            (Some(_), Some(_)) => blocks.extend(open.take()),
+            (Some(block), None) => block.body.push(text),
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+/// The name a complete example gives itself on its first line (`# nat.toml`).
+fn example_name<'a>(block: &Block<'a>) -> Option<&'a str> {
+    if !matches!(block.info, "toml" | "yaml") {
+        return None;
+    }
+    block
+        .body
+        .first()
+        .and_then(|first| first.strip_prefix("# "))
+        .filter(|n| !n.contains(' ') && (n.ends_with(".toml") || n.ends_with(".yaml")))
+}
+
+fn validate_in(dir: &Path, arg: &str) -> std::process::Output {
+    agent()
+        .current_dir(dir)
+        .arg("validate")
+        .arg(arg)
+        .output()
+        .expect("run kvmnet-agent validate")
+}
+
 #[test]
 fn complete_examples_validate_together_and_cover_every_mode() {
     let doc = doc();
-    let mut files: Vec<(String, String)> = Vec::new();
-    let mut block: Option<Vec<&str>> = None;
-    for text in doc.lines() {
-        if text.starts_with("```") {
-            match block.take() {
-                Some(body) => {
-                    let name = body
-                        .first()
-                        .and_then(|first| first.strip_prefix("# "))
-                        .filter(|n| {
-                            !n.contains(' ') && (n.ends_with(".toml") || n.ends_with(".yaml"))
-                        });
-                    if let Some(name) = name {
-                        files.push((name.to_string(), body.join("\n") + "\n"));
-                    }
-                }
-                None => {
-                    if matches!(text.trim_start_matches('`'), "toml" | "yaml") {
-                        block = Some(Vec::new());
-                    }
-                }
-            }
-        } else if let Some(body) = &mut block {
-            body.push(text);
-        }
-    }
+    let blocks = code_blocks(&doc);
+    let files: Vec<(&str, String)> = blocks
+        .iter()
+        .filter_map(|b| Some((example_name(b)?, b.body.join("\n") + "\n")))
+        .collect();
     for mode in MODES {
         assert!(
             files
@@ -370,11 +397,7 @@ fn complete_examples_validate_together_and_cover_every_mode() {
         );
         fs::write(dir.path().join(name), text).unwrap();
     }
-    let output = agent()
-        .arg("validate")
-        .arg(dir.path())
-        .output()
-        .expect("run kvmnet-agent validate");
+    let output = validate_in(dir.path(), ".");
     assert!(
         output.status.success(),
         "{DOC}: the complete examples do not validate:\n{}",
@@ -385,6 +408,42 @@ fn complete_examples_validate_together_and_cover_every_mode() {
         stdout.contains(&format!("in {} file(s) are valid", files.len())),
         "{stdout}"
     );
+}
+
+/// A block starting `$ kvmnet-agent validate NAME` is exactly what
+/// `validate` prints for the TOML or YAML block just before it, saved as NAME.
+#[test]
+fn sample_validate_runs_print_what_they_show() {
+    let doc = doc();
+    let blocks = code_blocks(&doc);
+    let mut runs = 0;
+    for (i, block) in blocks.iter().enumerate() {
+        let Some(name) = block
+            .body
+            .first()
+            .and_then(|l| l.strip_prefix("$ kvmnet-agent validate "))
+        else {
+            continue;
+        };
+        let input = i
+            .checked_sub(1)
+            .map(|j| &blocks[j])
+            .filter(|b| matches!(b.info, "toml" | "yaml"))
+            .unwrap_or_else(|| panic!("{DOC}: `validate {name}` follows no TOML or YAML block"));
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(name), input.body.join("\n") + "\n").unwrap();
+        let output = validate_in(dir.path(), name);
+        let shown = block.body[1..].join("\n") + "\n";
+        let (printed, code) = if output.status.success() {
+            (String::from_utf8_lossy(&output.stdout), 0)
+        } else {
+            (String::from_utf8_lossy(&output.stderr), 1)
+        };
+        assert_eq!(output.status.code(), Some(code));
+        assert_eq!(printed, shown, "{DOC}: `validate {name}` prints otherwise");
+        runs += 1;
+    }
+    assert!(runs > 0, "{DOC} shows no validate run");
 }
 
 #[test]
