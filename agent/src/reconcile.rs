@@ -6,18 +6,19 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::apply::{apply, StepResult};
-use crate::desired::DesiredState;
+use crate::config::desired::DesiredState;
+use crate::core::{link_owner, StepResult};
 use crate::dnsmasq::{self, DnsPlan};
 use crate::firewall::{Audit, Firewall};
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
-use crate::managers;
-use crate::memory::Memory;
-use crate::observe::{observe, Observed};
-use crate::plan::{link_owner, plan, Plan, PlanOptions};
+use crate::net::apply::apply;
+use crate::net::bridged::managers;
+use crate::net::bridged::rollback::RolledBack;
+use crate::net::memory::Memory;
+use crate::net::observe::{observe, Observed};
+use crate::net::plan::{plan, Plan, PlanOptions};
 use crate::report::{PassKind, PassReport};
-use crate::uplink::RolledBack;
 
 /// The kernel handles a pass works with.
 pub struct Reconciler {

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::future::join_all;
 
-use crate::apply::{Outcome, StepResult};
-use crate::desired::DesiredState;
+use crate::config::desired::DesiredState;
+use crate::core::{Outcome, StepResult};
 
 pub use plan::{DnsAction, DnsPlan};
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::plan::{Change, Drift, Resource};
+use crate::core::{Change, Drift, Resource};
 
 use super::render::Rendered;
 

@@ -1,14 +1,14 @@
 //! What the agent remembers between passes in its state directory, beyond
-//! what the kernel shows: the guest ports of each bridge ([`crate::ports`])
-//! and the LAN configuration of bridged networks ([`crate::lanstate`]).
+//! what the kernel shows: the guest ports of each bridge ([`crate::net::ports`])
+//! and the LAN configuration of bridged networks ([`crate::net::bridged::lan`]).
 //! Both are aids: a pass goes on without them, with a warning in the log.
 
 use std::path::Path;
 
-use crate::desired::DesiredState;
-use crate::lanstate::{self, LanStore};
-use crate::observe::Observed;
-use crate::ports::{self, PortStore};
+use crate::config::desired::DesiredState;
+use crate::net::bridged::lan::{self, LanStore};
+use crate::net::observe::Observed;
+use crate::net::ports::{self, PortStore};
 
 #[derive(Debug, Clone)]
 pub struct Memory {
@@ -43,7 +43,7 @@ impl Memory {
             tracing::warn!("cannot read the bridged networks' LAN records: {e}");
             Default::default()
         });
-        let learned = lanstate::learn(&saved, desired, &observed.kernel);
+        let learned = lan::learn(&saved, desired, &observed.kernel);
         if save && learned != saved {
             if let Err(e) = self.lans.save(&saved, &learned) {
                 tracing::warn!("cannot save the bridged networks' LAN records: {e}");

@@ -1,22 +1,22 @@
 //! Observation: what the kernel holds now, read in one dump per object type
 //! plus the few sysctls kvmnet manages.
 
-use crate::desired::DesiredState;
+use crate::config::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result, Snapshot};
-use crate::lanstate::SavedLans;
-use crate::plan::{sysctl_keys, SysctlValues};
-use crate::ports::RememberedPorts;
+use crate::net::bridged::lan::SavedLans;
+use crate::net::ports::RememberedPorts;
+use crate::net::wanted::{sysctl_keys, SysctlValues};
 
 /// The observed state a plan is made against.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     pub kernel: Snapshot,
     pub sysctls: SysctlValues,
-    /// The guest ports remembered for each network (see [`crate::ports`]);
+    /// The guest ports remembered for each network (see [`crate::net::ports`]);
     /// filled in by the reconciler, which owns the memory.
     pub ports: RememberedPorts,
-    /// What the bridges of bridged networks carried (see [`crate::lanstate`]);
+    /// What the bridges of bridged networks carried (see [`crate::net::bridged::lan`]);
     /// filled in by the reconciler likewise.
     pub lans: SavedLans,
 }

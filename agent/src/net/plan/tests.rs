@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::*;
+use crate::config::load::load_dir;
 use crate::kernel::{Address, Route};
-use crate::load::load_dir;
 
 fn desired(text: &str) -> DesiredState {
     let state = crate::testutil::desired(text);
@@ -533,7 +533,7 @@ fn with_guest_ports(o: &mut Observed) -> u32 {
         port.master = Some(bridge);
         o.kernel.links.push(port);
     }
-    o.ports = crate::ports::learn(&Default::default(), &desired(NAT), &o.kernel);
+    o.ports = crate::net::ports::learn(&Default::default(), &desired(NAT), &o.kernel);
     bridge
 }
 
@@ -832,7 +832,7 @@ fn renaming_a_bridged_bridge_moves_the_uplink_over_in_one_pass() {
 #[test]
 fn a_bridged_bridge_deleted_by_hand_gets_the_lan_configuration_back() {
     let (d, mut o) = in_sync(BRIDGED);
-    o.lans = crate::lanstate::learn(&Default::default(), &d, &o.kernel);
+    o.lans = crate::net::bridged::lan::learn(&Default::default(), &d, &o.kernel);
     let with_bridge = o.kernel.clone();
     // The kernel deletes the bridge's addresses and routes with it.
     let br0 = o.kernel.link_by_name("br0").unwrap().index;
@@ -869,7 +869,7 @@ fn a_recreated_bridged_bridge_is_in_sync_and_gets_guest_ports_back() {
     let mut port = link(40, "vnet0", Some("tun"), None);
     port.master = Some(br0);
     o.kernel.links.push(port);
-    o.ports = crate::ports::learn(&Default::default(), &d, &o.kernel);
+    o.ports = crate::net::ports::learn(&Default::default(), &d, &o.kernel);
     assert_eq!(o.ports["b"].len(), 1, "the uplink is no guest port");
     assert!(plan(&d, &o, PRUNE).steps.is_empty());
     // Down and MAC changed by hand: repaired to the uplink's MAC.
