@@ -17,13 +17,13 @@
 
 pub mod cli;
 pub mod config;
-pub mod core;
-pub mod daemon;
-pub mod dnsmasq;
-pub mod firewall;
-pub mod kernel;
-pub mod net;
-pub mod reconcile;
-pub mod report;
+pub(crate) mod core;
+pub(crate) mod daemon;
+pub(crate) mod dnsmasq;
+pub(crate) mod firewall;
+pub(crate) mod kernel;
+pub(crate) mod net;
+pub(crate) mod reconcile;
+pub(crate) mod report;
 #[cfg(test)]
 mod testutil;

@@ -102,7 +102,7 @@ use std::sync::Mutex;
 use crate::config::desired::{DesiredNetwork, DesiredState};
 use crate::config::model::Mode;
 use crate::core::fs::write_atomic;
-use crate::core::{Drift, Failure};
+use crate::core::{Drift, Failure, LeaveAlone};
 use crate::core::{Outcome, StepResult};
 use coexist::BaseChain;
 use generation::GenerationKey;
@@ -174,14 +174,14 @@ impl Firewall {
 
     /// Observes our table and the other tables' base chains (two `nft`
     /// runs, in parallel; none when the ruleset generation shows that the
-    /// table is the wanted one) and diffs. `failed` networks cannot be
-    /// converged (their bridge name is taken...): their rules are left as
+    /// table is the wanted one) and diffs. Networks in `leave_alone` cannot
+    /// be converged (their bridge name is taken...): their rules are left as
     /// they are.
-    pub async fn audit(&self, desired: &DesiredState, failed: &BTreeSet<&str>) -> Audit {
+    pub async fn audit(&self, desired: &DesiredState, leave_alone: &LeaveAlone) -> Audit {
         let live: Vec<&DesiredNetwork> = desired
             .networks
             .values()
-            .filter(|n| !failed.contains(n.name.as_str()))
+            .filter(|n| !leave_alone.contains(&n.name))
             .collect();
         let bridges = |pred: fn(Mode) -> bool| -> Vec<&str> {
             live.iter()

@@ -4,8 +4,6 @@
 use crate::config::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result, Snapshot};
-use crate::net::bridged::lan::SavedLans;
-use crate::net::ports::RememberedPorts;
 use crate::net::wanted::{sysctl_keys, SysctlValues};
 
 /// The observed state a plan is made against.
@@ -13,12 +11,6 @@ use crate::net::wanted::{sysctl_keys, SysctlValues};
 pub struct Observed {
     pub kernel: Snapshot,
     pub sysctls: SysctlValues,
-    /// The guest ports remembered for each network (see [`crate::net::ports`]);
-    /// filled in by the reconciler, which owns the memory.
-    pub ports: RememberedPorts,
-    /// What the bridges of bridged networks carried (see [`crate::net::bridged::lan`]);
-    /// filled in by the reconciler likewise.
-    pub lans: SavedLans,
 }
 
 /// Observes the kernel objects and the sysctls that `desired` involves.
@@ -36,7 +28,5 @@ pub async fn observe(
     Ok(Observed {
         kernel,
         sysctls: values,
-        ports: RememberedPorts::new(),
-        lans: SavedLans::new(),
     })
 }

@@ -15,6 +15,7 @@ use crate::kernel::sysctl::Sysctl;
 use crate::kernel::{BridgeAttrs, BridgeSettings, Link, Snapshot, RTPROT_KVMNET, RT_TABLE_MAIN};
 use crate::net::bridged::lan::movable_addresses;
 use crate::net::bridged::takeover::{self, GiveBack, TakeOver};
+use crate::net::memory::Remembered;
 use crate::net::observe::Observed;
 use crate::net::wanted::{is_ipv6_link_local, wanted_bridge_attrs, wanted_routes, WantedRoute};
 
@@ -161,10 +162,16 @@ pub struct PlanOptions {
 /// Diffs `desired` against `observed` and plans the repairs: removals of
 /// networks that left the files first (a renamed network may reuse their
 /// bridge name), then each desired network, then host-wide settings.
-pub fn plan(desired: &DesiredState, observed: &Observed, options: PlanOptions) -> Plan {
+pub fn plan(
+    desired: &DesiredState,
+    observed: &Observed,
+    remembered: &Remembered,
+    options: PlanOptions,
+) -> Plan {
     let mut p = Planner {
         plan: Plan::default(),
         observed,
+        remembered,
         foreign_routes: foreign_routes(&observed.kernel),
     };
     let removed = p.plan_removals(desired, options);
@@ -178,6 +185,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, options: PlanOptions) -
 struct Planner<'a> {
     plan: Plan,
     observed: &'a Observed,
+    remembered: &'a Remembered,
     /// (destination, device) of the routes a new subnet must not collide with.
     foreign_routes: Vec<(IpNet, String)>,
 }
@@ -514,7 +522,7 @@ impl Planner<'_> {
                 None => self.snapshot().clone(),
             };
             let d = view.link_by_index(d.index).cloned().unwrap_or(d);
-            let saved = self.observed.lans.get(name);
+            let saved = self.remembered.lans.get(name);
             match takeover::take_over(net, &view, &d, saved) {
                 Ok(t) => {
                     self.drift(
@@ -604,7 +612,7 @@ impl Planner<'_> {
     /// or only the old bridge this plan deletes. A port enslaved elsewhere
     /// since then was moved on purpose and is left there.
     fn plan_port_reattach(&mut self, net: &DesiredNetwork, old_index: Option<u32>) {
-        let Some(remembered) = self.observed.ports.get(&net.name) else {
+        let Some(remembered) = self.remembered.ports.get(&net.name) else {
             return;
         };
         let free: Vec<String> = remembered
