@@ -1,4 +1,4 @@
-//! DHCP and DNS: one supervised dnsmasq per network (design §1, §4).
+//! DHCP and DNS: one supervised dnsmasq per network.
 //!
 //! The same shape as the other subsystems: [`Supervisor::observe_desired`]
 //! reads the instances (I/O), [`plan()`] renders each network's files
