@@ -49,6 +49,7 @@ fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link
         master: None,
         alias: alias.map(Into::into),
         bridge: None,
+        vxlan: None,
         group: 0,
     }
 }
