@@ -132,6 +132,13 @@ impl DesiredNetwork {
             }
         }
         net.spec.bridge.mtu = overlay.mtu.or(wanted);
+        if !overlay.gateway {
+            // The gateway's bridge keeps the network's MAC, so that guests'
+            // ARP caches stay valid when the gateway moves; the others get
+            // one of their own: two bridges with one MAC on one segment
+            // would each take the other's frames.
+            net.mac = default_mac(&format!("{}@{local}", self.name));
+        }
         if spec.gateway.is_some() && !overlay.gateway {
             let spec = &mut net.spec;
             spec.mode = Mode::Open;
@@ -287,6 +294,7 @@ dhcp.ranges = [{ start = "192.168.50.10", end = "192.168.50.200" }]
         assert_eq!(net.spec.mode, Mode::Nat);
         assert_eq!(net.spec.ip.len(), 1);
         assert_eq!(net.spec.port_forwards.len(), 1);
+        assert_eq!(net.mac, default_mac("fleet"));
     }
 
     #[test]
@@ -297,6 +305,7 @@ dhcp.ranges = [{ start = "192.168.50.10", end = "192.168.50.200" }]
         assert_eq!(o.mtu, Some(8950));
         assert_eq!(net.spec.mode, Mode::Open);
         assert!(net.spec.ip.is_empty() && net.spec.port_forwards.is_empty());
+        assert_ne!(net.mac, default_mac("fleet"), "a MAC of its own");
         assert!(net.spec.dns.is_none() && net.spec.nat.is_none());
     }
 

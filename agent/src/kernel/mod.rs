@@ -22,10 +22,10 @@ use rtnetlink::sys::AsyncSocket;
 use rtnetlink::Handle;
 
 pub use error::{KernelError, Result};
-pub use snapshot::{Address, BridgeAttrs, Link, Route, Snapshot, VxlanAttrs};
 /// Only the simulated kernel of the planner's tests builds entries.
 #[cfg(test)]
 pub use snapshot::FdbEntry;
+pub use snapshot::{Address, BridgeAttrs, Link, Route, Snapshot, VxlanAttrs};
 pub use write::{BridgeSettings, LinkRef, RouteSpec, VxlanSettings};
 
 /// kvmnet's routing protocol number: `rtm_protocol` of the routes it installs
