@@ -214,11 +214,39 @@ fn faults_are_reported_and_repaired_and_a_removed_peer_loses_only_its_entry() {
             .contains("master kvo state")
             && flood_remotes(h) == ["10.200.0.1", "10.200.0.3"]
     };
+    // `show` lists the peers and whether each flood entry is there.
+    let peer_line = |show: &str, peer: &str| -> String {
+        show.lines()
+            .find(|l| l.contains(" peer ") && l.contains(peer))
+            .unwrap_or_else(|| panic!("no peer {peer} in {show}"))
+            .to_string()
+    };
+    let show = env.run(&["show", "fleet"]).assert_success().stdout();
+    assert!(
+        show.contains("VXLAN vx-fleet (VNI 4242) up, port of kvo; this host: layer 2"),
+        "{show}"
+    );
+    assert!(
+        peer_line(&show, "10.200.0.2").ends_with("this host"),
+        "{show}"
+    );
+    assert!(
+        peer_line(&show, "10.200.0.3").ends_with("flood entry present"),
+        "{show}"
+    );
     for (program, args, drift) in faults {
         h.exec_ok(program, args);
         let check = env.run(&["--check"]);
         check.assert_code(2);
         assert!(check.stdout().contains(drift), "{drift}: {check}");
+        if drift.starts_with("+ fdb") {
+            let show = env.run(&["show", "fleet"]).stdout();
+            let line = peer_line(&show, "10.200.0.3");
+            assert!(
+                line.starts_with(" *") && line.ends_with("flood entry missing"),
+                "{show}"
+            );
+        }
         env.run(&["--once"]).assert_success();
         assert!(in_sync(h), "{drift} repaired by --once");
     }
