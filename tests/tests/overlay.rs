@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use kvmnet_e2e::{
-    attach_to_bridge, dhcp_lease, ping_ok, veth, wait_for, AgentEnv, DhcpLease, Netns, Signal,
-    Underlay,
+    attach_to_bridge, dhcp_lease, ping_ok, veth, wait_for, wait_for_value, AgentEnv, DhcpLease,
+    Netns, Signal, Underlay,
 };
 
 /// A NAT network over the three hosts 10.200.0.1-3; the first holds its
@@ -96,6 +96,11 @@ fn guests_on_three_hosts_share_the_gateways_dhcp_routing_and_nat() {
     // Layer 3 on the gateway only; the bridge MTU leaves room for VXLAN.
     assert!(has_address(hosts[0].host(), "192.168.70.1/24"));
     assert!(dnsmasq_runs(&hosts[0]));
+    let conf = std::fs::read_to_string(hosts[0].run_dir().join("dnsmasq/fleet.conf")).unwrap();
+    assert!(
+        conf.contains("dhcp-option=option:mtu,1450"),
+        "DHCP offers the overlay's MTU: {conf}"
+    );
     for h in &hosts[1..] {
         assert!(
             !has_address(h.host(), "inet "),
@@ -162,7 +167,10 @@ fn guests_on_three_hosts_share_the_gateways_dhcp_routing_and_nat() {
     // dnsmasq's ping check would find it taken), and gets it.
     for (vm, lease) in [(&vm1, &lease1), (&vm2, &lease2), (&vm3, &lease3)] {
         vm.ip_ok(&["addr", "flush", "dev", "eth0"]);
-        let renewed = dhcp_lease(vm, "eth0", Some(&lease.ip)).expect("renewed at the new gateway");
+        // dnsmasq pings an address before offering it: a few seconds.
+        let renewed = wait_for_value("a lease from the new gateway", WAIT * 3, || {
+            dhcp_lease(vm, "eth0", Some(&lease.ip))
+        });
         assert_eq!(renewed.ip, lease.ip);
         configure(vm, &renewed);
         assert!(

@@ -39,6 +39,13 @@ fn examples_env() -> AgentEnv {
             env.write_config(&name, &std::fs::read_to_string(&path).unwrap());
         }
     }
+    // The overlay example's gateway: this host holds its underlay address.
+    let h = env.host();
+    h.ip_ok(&[
+        "link", "add", "under0", "type", "veth", "peer", "name", "under1",
+    ]);
+    h.set_up("under0");
+    h.add_addr("under0", "10.10.10.1/24");
     env
 }
 
@@ -63,6 +70,8 @@ fn examples_converge_then_check_clean_and_a_second_pass_writes_nothing() {
         "virbr-isolated",
         "virbr-open",
         "virbr-lab",
+        "virbr-fleet",
+        "vx-fleet",
     ] {
         let link = env.host().ip_ok(&["-d", "link", "show", bridge]);
         assert!(

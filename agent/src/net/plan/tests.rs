@@ -22,7 +22,15 @@ fn examples() -> DesiredState {
     let mut state = DesiredState::from_loads(load_dir(&dir).unwrap());
     // The bridged example enslaves eno2, which this simulated host lacks.
     state.networks.retain(|_, n| n.spec.mode != Mode::Bridge);
-    state
+    // This host is the overlay example's gateway.
+    state.on_host(&host_links(&examples_host().kernel))
+}
+
+/// [`host`] holding the overlay example's gateway address too.
+fn examples_host() -> Observed {
+    let mut o = host();
+    o.kernel.addresses.push(addr(2, "10.10.10.1", 24, false));
+    o
 }
 
 /// A host with a loopback and an uplink, and the kernel's defaults.
@@ -349,7 +357,7 @@ via = "192.168.10.254"
 fn every_example_converges_in_one_pass_and_then_plans_nothing() {
     let d = examples();
     assert!(d.networks.len() >= 5);
-    let mut o = host();
+    let mut o = examples_host();
     let first = converge(&d, &mut o);
     assert!(first.failures.is_empty(), "{:?}", first.failures);
     assert_eq!(o.sysctls[&Sysctl::IpForward], Some(1));
