@@ -17,6 +17,7 @@ pub mod lanstate;
 pub mod lastgood;
 pub mod load;
 pub mod locate;
+pub mod lock;
 pub mod managers;
 pub mod memory;
 pub mod metrics;
