@@ -108,6 +108,52 @@ impl Reconciler {
             .contains(&index)
     }
 
+    /// Argo CD's `allowEmpty`, for a pass that would remove every network:
+    /// a directory emptied by accident (`rm -rf` and a copy not yet back, a
+    /// checkout half done) must not tear the host's networks down. Returns
+    /// why the pass is refused, or `None` when `desired` declares networks
+    /// or kvmnet runs none. `config_files`: how many files the directory holds.
+    pub async fn refuse_empty(
+        &self,
+        desired: &DesiredState,
+        config_dir: &Path,
+        config_files: usize,
+    ) -> Result<Option<String>> {
+        if !desired.networks.is_empty() || !desired.complete {
+            return Ok(None);
+        }
+        let mut running: BTreeSet<String> = self
+            .netlink
+            .snapshot()
+            .await?
+            .links
+            .iter()
+            .filter_map(|l| link_owner(l).map(str::to_string))
+            .collect();
+        running.extend(
+            self.dnsmasq
+                .observe([])
+                .into_iter()
+                .filter(|(_, instance)| instance.exists())
+                .map(|(network, _)| network),
+        );
+        if running.is_empty() {
+            return Ok(None);
+        }
+        let what = if config_files == 0 {
+            "is empty"
+        } else {
+            "declares no networks"
+        };
+        let names: Vec<&str> = running.iter().map(String::as_str).collect();
+        Ok(Some(format!(
+            "the config directory {} {what}; refusing to remove {} network(s) ({}); --allow-empty to allow",
+            config_dir.display(),
+            running.len(),
+            names.join(", ")
+        )))
+    }
+
     fn plan(desired: &DesiredState, observed: &Observed) -> Plan {
         // A rejected file without a last good copy keeps its networks:
         // nothing is pruned meanwhile.
