@@ -146,6 +146,11 @@ pub enum Action {
         link: String,
         mac: MacAddr,
     },
+    /// Marks a link as kvmnet's (IFLA_IFALIAS).
+    SetAlias {
+        link: String,
+        alias: String,
+    },
     SetUp {
         link: String,
     },
@@ -200,6 +205,7 @@ impl fmt::Display for Action {
             ),
             Action::SetMtu { link, mtu } => write!(f, "set MTU {mtu} on {link}"),
             Action::SetMac { link, mac } => write!(f, "set MAC {mac} on {link}"),
+            Action::SetAlias { link, alias } => write!(f, "set alias {alias:?} on {link}"),
             Action::SetUp { link } => write!(f, "bring {link} up"),
             Action::SetMaster { link, master } => write!(f, "enslave {link} to {master}"),
             Action::DeleteLink { link } => write!(f, "delete link {link}"),
@@ -509,6 +515,24 @@ impl Planner<'_> {
                         net.bridge
                     ));
                     return;
+                }
+                None if is_interrupted_create(net, &link) => {
+                    self.changed(
+                        name,
+                        Resource::Bridge,
+                        &net.bridge,
+                        "alias",
+                        owner_alias(name),
+                        "none".into(),
+                    );
+                    self.step(
+                        Some(name),
+                        Action::SetAlias {
+                            link: net.bridge.clone(),
+                            alias: owner_alias(name),
+                        },
+                    );
+                    Some(link)
                 }
                 None => {
                     let kind = link.kind.as_deref().unwrap_or("device");
@@ -1037,6 +1061,18 @@ fn route_object(destination: IpNet, gateway: Option<IpAddr>, link: Option<&str>)
 
 fn is_ipv6_link_local(addr: IpAddr) -> bool {
     matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
+}
+
+/// A bridge kvmnet created and could not mark before it was killed: the
+/// kernel takes no IFLA_IFALIAS in the request that creates a link, so the
+/// alias is a second write. Such a bridge has the network's bridge name, no
+/// alias at all, and the MAC kvmnet derives for that network (given in the
+/// creating request); it is adopted rather than disowned. A bridge someone
+/// else made has another MAC (the kernel's random one, or its first port's).
+fn is_interrupted_create(net: &DesiredNetwork, link: &Link) -> bool {
+    link.kind.as_deref() == Some("bridge")
+        && link.alias.as_deref().is_none_or(str::is_empty)
+        && link.mac == Some(net.mac.0)
 }
 
 fn on_off(b: bool) -> String {

@@ -100,7 +100,9 @@ impl Netlink {
     /// joins (an MTU set afterwards sticks). The MAC given at creation does
     /// stick (the address is marked NET_ADDR_SET). If the second message
     /// fails, the bridge is deleted again (a third write) rather than left
-    /// without the alias that marks it as kvmnet's.
+    /// without the alias that marks it as kvmnet's. If the agent dies between
+    /// the two, the next pass adopts the bridge by its name, missing alias and
+    /// the network's MAC (see `is_interrupted_create` in the plan).
     pub async fn create_bridge(
         &self,
         name: &str,

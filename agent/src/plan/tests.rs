@@ -125,6 +125,14 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
                     .unwrap()
                     .mac = Some(mac.0)
             }
+            Action::SetAlias { link, alias } => {
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.name == *link)
+                    .unwrap()
+                    .alias = Some(alias.clone())
+            }
             Action::SetUp { link } => {
                 o.kernel
                     .links
@@ -473,6 +481,34 @@ fn nothing_is_pruned_while_a_file_is_rejected() {
     let d = DesiredState::default();
     let p = plan(&d, &o, PlanOptions { prune: false });
     assert!(p.steps.is_empty() && p.drift.is_empty());
+}
+
+#[test]
+fn a_bridge_created_but_not_yet_marked_is_adopted_by_its_mac() {
+    let d = desired(NAT);
+    let (_, converged) = in_sync(NAT);
+    let ours = converged.kernel.link_by_name("virbr-n").unwrap().clone();
+    let mut o = converged.clone();
+    o.kernel.links.retain(|l| l.name != "virbr-n");
+    o.kernel.links.push(Link {
+        alias: None,
+        ..ours.clone()
+    });
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+    assert_eq!(actions(&p), ["set alias \"kvmnet:n\" on virbr-n"]);
+
+    // Another MAC: somebody else's bridge, never taken.
+    let mut foreign = converged;
+    foreign.kernel.links.retain(|l| l.name != "virbr-n");
+    foreign.kernel.links.push(Link {
+        alias: None,
+        mac: Some([0x02, 0, 0, 0, 0, 1]),
+        ..ours
+    });
+    let p = plan(&d, &foreign, PRUNE);
+    assert!(p.failures[0].message.contains("kvmnet does not own"));
+    assert!(p.steps.is_empty());
 }
 
 #[test]
