@@ -24,31 +24,59 @@ impl Memory {
         }
     }
 
-    /// Fills in `observed.ports` and `observed.lans`, updated from what
-    /// `observed` shows; `save` (converging passes only) writes the updates.
-    pub fn recall(&self, desired: &DesiredState, observed: &mut Observed, save: bool) {
-        let remembered = self.ports.load().unwrap_or_else(|e| {
-            tracing::warn!("cannot read the guest port memory: {e}");
-            Default::default()
-        });
+    /// Fills in `observed.ports`, `observed.lans` and `observed.damaged_lans`,
+    /// updated from what `observed` shows; `save` (converging passes only)
+    /// writes the updates. Returns the warnings for the report: a state file
+    /// that cannot be read is said in every report, never taken as empty.
+    pub fn recall(
+        &self,
+        desired: &DesiredState,
+        observed: &mut Observed,
+        save: bool,
+    ) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let (remembered, readable) = match self.ports.load() {
+            Ok(ports) => (ports, true),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read the guest port memory: {e}; guests of a recreated bridge are not re-attached \
+                     and the file is left as it is: repair or delete it"
+                ));
+                (Default::default(), false)
+            }
+        };
         let learned = ports::learn(&remembered, desired, &observed.kernel);
-        if save && learned != remembered {
+        // A damaged file is not overwritten: what it held may still be
+        // recovered by hand.
+        if save && readable && learned != remembered {
             if let Err(e) = self.ports.save(&learned) {
-                tracing::warn!("cannot save the guest port memory: {e}");
+                warnings.push(format!("cannot save the guest port memory: {e}"));
             }
         }
         observed.ports = learned;
 
-        let saved = self.lans.load().unwrap_or_else(|e| {
-            tracing::warn!("cannot read the bridged networks' LAN records: {e}");
+        let (saved, damaged) = self.lans.load().unwrap_or_else(|e| {
+            warnings.push(format!(
+                "cannot read the bridged networks' LAN records: {e}"
+            ));
             Default::default()
         });
         let learned = lanstate::learn(&saved, desired, &observed.kernel);
         if save && learned != saved {
             if let Err(e) = self.lans.save(&saved, &learned) {
-                tracing::warn!("cannot save the bridged networks' LAN records: {e}");
+                warnings.push(format!(
+                    "cannot save the bridged networks' LAN records: {e}"
+                ));
             }
         }
+        // A damaged record rewritten from the kernel (its bridge is there) is
+        // repaired; the warning stays for this pass.
+        warnings.extend(damaged.values().cloned());
+        observed.damaged_lans = damaged
+            .into_iter()
+            .filter(|(name, _)| !learned.contains_key(name))
+            .collect();
         observed.lans = learned;
+        warnings
     }
 }

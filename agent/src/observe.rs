@@ -4,7 +4,7 @@
 use crate::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result, Snapshot};
-use crate::lanstate::SavedLans;
+use crate::lanstate::{DamagedLans, SavedLans};
 use crate::plan::{sysctl_keys, SysctlValues};
 use crate::ports::RememberedPorts;
 
@@ -19,6 +19,8 @@ pub struct Observed {
     /// What the bridges of bridged networks carried (see [`crate::lanstate`]);
     /// filled in by the reconciler likewise.
     pub lans: SavedLans,
+    /// LAN records that exist but cannot be read, by network.
+    pub damaged_lans: DamagedLans,
 }
 
 /// Observes the kernel objects and the sysctls that `desired` involves.
@@ -38,5 +40,6 @@ pub async fn observe(
         sysctls: values,
         ports: RememberedPorts::new(),
         lans: SavedLans::new(),
+        damaged_lans: DamagedLans::new(),
     })
 }

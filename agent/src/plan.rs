@@ -651,6 +651,13 @@ impl Planner<'_> {
                 None => self.snapshot().clone(),
             };
             let d = view.link_by_index(d.index).cloned().unwrap_or(d);
+            if let Some(damage) = self.observed.damaged_lans.get(name) {
+                // Taking over without it would leave the host off its LAN.
+                return self.fail(name, format!(
+                    "{damage}; kvmnet does not take {uplink} over without it, as the host's LAN addresses and routes would be lost: \
+                     restore the record (or delete it to take {uplink} over as it is now)"
+                ));
+            }
             let saved = self.observed.lans.get(name);
             match uplink::take_over(net, &view, &d, saved) {
                 Ok(t) => {

@@ -174,7 +174,7 @@ impl Reconciler {
     /// A drift audit, with the kernel observation it was made against.
     pub async fn check_observed(&self, desired: &DesiredState) -> Result<(Observed, PassReport)> {
         let mut observed = self.observe(desired).await?;
-        self.memory.recall(desired, &mut observed, false);
+        let memory_warnings = self.memory.recall(desired, &mut observed, false);
         let mut plan = Self::plan(desired, &observed);
         let (audit, dns) = tokio::join!(self.audit_firewall(desired, &plan), async {
             self.dnsmasq_plan(desired, &plan)
@@ -182,7 +182,10 @@ impl Reconciler {
         plan.drift.extend(dns.drift);
         merge(&mut plan, &audit);
         let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
-        report.warnings = managers::uplink_warnings(desired, &observed.kernel);
+        report.warnings = memory_warnings;
+        report
+            .warnings
+            .extend(managers::uplink_warnings(desired, &observed.kernel));
         report.warnings.extend(audit.warnings);
         Ok((observed, report))
     }
@@ -191,10 +194,10 @@ impl Reconciler {
     pub async fn converge(&self, desired: &DesiredState) -> Result<PassReport> {
         let writes_before = self.writes();
         let mut observed = self.observe(desired).await?;
-        self.memory.recall(desired, &mut observed, true);
+        let mut warnings = self.memory.recall(desired, &mut observed, true);
         let mut plan = Self::plan(desired, &observed);
         self.rolled_back.hold(&mut plan, desired);
-        let mut warnings = managers::uplink_warnings(desired, &observed.kernel);
+        warnings.extend(managers::uplink_warnings(desired, &observed.kernel));
         // nft runs in its own processes while dnsmasq's files are read.
         let (audit, dns) = tokio::join!(self.audit_firewall(desired, &plan), async {
             self.dnsmasq_plan(desired, &plan)

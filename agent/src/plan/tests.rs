@@ -743,6 +743,25 @@ fn bridged_refuses_dynamic_addresses_unless_told() {
 }
 
 #[test]
+fn bridged_take_over_is_refused_while_its_lan_record_is_damaged() {
+    let d = desired(BRIDGED);
+    let mut o = host();
+    let network = d.networks.keys().next().unwrap();
+    o.damaged_lans.insert(
+        network.clone(),
+        "the LAN record /var/lib/kvmnet/lan/lan.json is damaged (EOF)".into(),
+    );
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+    assert!(
+        p.failures[0].message.contains("is damaged")
+            && p.failures[0].message.contains("does not take eno1 over"),
+        "{:?}",
+        p.failures
+    );
+}
+
+#[test]
 fn bridged_failures_say_why() {
     let mut o = host();
     o.kernel.links.push(link(9, "br0", Some("bridge"), None));
