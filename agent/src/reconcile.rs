@@ -6,16 +6,16 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::apply::{apply, StepResult};
+use crate::apply::{apply, Outcome, StepResult};
 use crate::desired::DesiredState;
 use crate::dnsmasq::{self, DnsPlan};
 use crate::firewall::{Audit, Firewall};
-use crate::kernel::sysctl::Sysctls;
+use crate::kernel::sysctl::{Sysctl, Sysctls};
 use crate::kernel::{Netlink, Result};
 use crate::managers;
 use crate::memory::Memory;
 use crate::observe::{observe, Observed};
-use crate::plan::{link_owner, plan, Plan, PlanOptions};
+use crate::plan::{link_owner, plan, Action, Plan, PlanOptions, Step};
 use crate::report::{PassKind, PassReport};
 use crate::uplink::RolledBack;
 
@@ -195,6 +195,7 @@ impl Reconciler {
         let writes_before = self.writes();
         let mut observed = self.observe(desired).await?;
         let mut warnings = self.memory.recall(desired, &mut observed, true);
+        warnings.extend(self.dnsmasq.cap_logs());
         let mut plan = Self::plan(desired, &observed);
         self.rolled_back.hold(&mut plan, desired);
         warnings.extend(managers::uplink_warnings(desired, &observed.kernel));
@@ -211,7 +212,12 @@ impl Reconciler {
             report.warnings = warnings;
             return Ok(report);
         }
-        let mut outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
+        // Forwarding is turned on last, once the firewall table is in place:
+        // without it, guests' traffic would be forwarded unfiltered and
+        // un-NATed (fail closed).
+        let (forwarding, steps): (Vec<Step>, Vec<Step>) =
+            plan.steps.iter().cloned().partition(is_forwarding);
+        let mut outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &steps).await;
         self.rolled_back.record(&plan, &outcomes, desired);
         // The firewall and dnsmasq after the kernel steps: they serve the
         // bridges and their addresses.
@@ -224,8 +230,25 @@ impl Reconciler {
             self.firewall.repair(&audit),
             self.dnsmasq.apply(&dns.actions, &no_bridge)
         );
+        let table_in_place = audit.failures.is_empty()
+            && firewall
+                .as_ref()
+                .is_none_or(|o| o.result == StepResult::Done);
         outcomes.extend(firewall);
         outcomes.extend(dnsmasq);
+        if table_in_place {
+            outcomes
+                .extend(apply(&self.netlink, &self.sysctls, &observed.kernel, &forwarding).await);
+        } else {
+            outcomes.extend(forwarding.iter().map(|step| Outcome {
+                network: step.network.clone(),
+                action: step.action.to_string(),
+                result: StepResult::Skipped(
+                    "the firewall table is not in place; forwarding stays off rather than forward guests' traffic unfiltered"
+                        .into(),
+                ),
+            }));
+        }
         let mut after = self.observe(desired).await?;
         self.memory.recall(desired, &mut after, true);
         let mut verify = Self::plan(desired, &after);
@@ -255,6 +278,17 @@ impl Reconciler {
         let failed: BTreeSet<&str> = plan.failures.iter().map(|f| f.network.as_str()).collect();
         self.firewall.audit(desired, &failed).await
     }
+}
+
+/// A host-wide forwarding sysctl turned on for nat and route networks.
+fn is_forwarding(step: &Step) -> bool {
+    matches!(
+        step.action,
+        Action::SetSysctl {
+            key: Sysctl::IpForward | Sysctl::Ipv6Forwarding,
+            ..
+        }
+    )
 }
 
 /// Adds the firewall's drift and failures to a plan's, for the report.
