@@ -113,6 +113,8 @@ impl Nft {
 /// Runs `nft args`, feeding `stdin`; stdout, or stderr on failure.
 async fn run(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
     let mut child = Command::new("nft")
+        // Its errors are matched ("No such file or directory"): in English.
+        .env("LC_ALL", "C")
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
