@@ -1,8 +1,8 @@
 //! Running dnsmasq: one process per network, in the foreground of its own
 //! process group (so that it outlives `--once` and a stopping daemon),
 //! dropping root for an unprivileged user. Its stderr goes to a log file in
-//! the state directory; the agent reads it to tell whether a start worked
-//! and, when not, why.
+//! the state directory, capped in size (see `logs`); the agent reads it to
+//! tell whether a start worked and, when not, why.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{File, OpenOptions};
@@ -131,6 +131,24 @@ impl Supervisor {
             .collect()
     }
 
+    /// Rotates the instances' logs that grew past their cap (the daemon's
+    /// follower does it as they grow; `--once` runs have only their passes).
+    pub fn cap_logs(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dirs.state) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .filter_map(|p| {
+                super::logs::cap(&p, super::logs::LOG_MAX)
+                    .err()
+                    .map(|e| format!("cannot rotate {}: {e}", p.display()))
+            })
+            .collect()
+    }
+
     /// Daemon: follows the instances' logs into the agent's (see `logs`).
     pub fn follow_logs(&self) -> Result<notify::RecommendedWatcher, String> {
         self.prepare_dirs()?;
@@ -144,12 +162,18 @@ impl Supervisor {
         self.prepare_dirs()?;
         self.write(&paths.conf, &files.conf)?;
         self.write_hosts(&paths, files)?;
+        // Small again before the start is read from it.
+        super::logs::cap(&paths.log, super::logs::LOG_MAX)
+            .map_err(|e| format!("cannot rotate {}: {e}", paths.log.display()))?;
         let log = open_log(&paths.log)?;
         let log_start = log
             .metadata()
             .map_err(|e| format!("{}: {e}", paths.log.display()))?
             .len();
         let mut child = tokio::process::Command::new("dnsmasq")
+            // Its messages are matched below ("started, version", "Address
+            // already in use"): in English whatever the caller's locale.
+            .env("LC_ALL", "C")
             .arg("--keep-in-foreground")
             .arg(conf_arg(&paths))
             .stdin(std::process::Stdio::null())
@@ -259,6 +283,7 @@ impl Supervisor {
             &paths.pid,
             &paths.leases,
             &paths.log,
+            &super::logs::rotated(&paths.log),
         ] {
             match std::fs::remove_file(path) {
                 Ok(()) => {
