@@ -125,13 +125,12 @@ impl LanStore {
             if old.get(name) != Some(lan) {
                 let path = self.path(name);
                 // The version replaced is kept: if the new one is ever
-                // damaged, what the host had is still written down.
-                let previous = self.previous(name);
-                match std::fs::copy(&path, &previous) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(context(e, "keep the previous version as", &previous))
-                    }
-                    _ => {}
+                // damaged, what the host had is still written down. Only a
+                // good one: a damaged file never replaces it.
+                if old.contains_key(name) {
+                    let previous = self.previous(name);
+                    std::fs::copy(&path, &previous)
+                        .map_err(|e| context(e, "keep the previous version as", &previous))?;
                 }
                 let text = serde_json::to_vec_pretty(lan).expect("a LAN record serializes");
                 write_atomic(&path, &text).map_err(|e| context(e, "write", &path))?;
