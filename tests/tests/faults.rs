@@ -567,3 +567,66 @@ fn which(tool: &str) -> std::path::PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("{tool} not found on PATH"))
 }
+
+#[test]
+fn healthz_says_the_loop_passes_and_readyz_that_the_last_pass_converged() {
+    let env = AgentEnv::new();
+    write_nat_networks(&env, 1);
+    let daemon = env.spawn(&["--interval", "1h", "--metrics-listen", "127.0.0.1:9477"]);
+    // busybox wget exits 0 on 200 only.
+    let ok = |path: &str| {
+        env.host()
+            .exec(
+                "busybox",
+                &["wget", "-qO-", &format!("http://127.0.0.1:9477{path}")],
+            )
+            .success()
+    };
+    wait_for("healthz and readyz ok", WAIT, || {
+        ok("/healthz") && ok("/readyz")
+    });
+
+    // A typo in one file: that network is not converged, the loop is fine.
+    env.write_config("n00.toml", &nat_network(0).replace("\"nat\"", "\"nta\""));
+    wait_for("readyz failing on the typo", WAIT, || !ok("/readyz"));
+    assert!(ok("/healthz"), "a typo is not ill health");
+    env.write_config("n00.toml", &nat_network(0));
+    wait_for("readyz ok again", WAIT, || ok("/readyz"));
+
+    // Passes that end without a report (refused: the directory is empty).
+    env.remove_config("n00.toml");
+    wait_for("healthz failing", WAIT, || !ok("/healthz"));
+    assert!(!ok("/readyz"));
+    let metrics = env.host().exec_ok(
+        "busybox",
+        &["wget", "-qO-", "http://127.0.0.1:9477/metrics"],
+    );
+    assert!(
+        metrics.contains("network=\"n00\""),
+        "n00 is still there: {metrics}"
+    );
+    daemon.stop(WAIT).assert_success();
+
+    // Removed for good (--allow-empty): reported once, then its series go.
+    let status = env.run_dir().join("status.json");
+    let daemon = env.spawn(&[
+        "--interval",
+        "1h",
+        "--allow-empty",
+        "--metrics-listen",
+        "127.0.0.1:9477",
+    ]);
+    let status_says = |what: &str| std::fs::read_to_string(&status).is_ok_and(|s| s.contains(what));
+    wait_for("n00 reported removed", WAIT, || status_says("\"removed\""));
+    daemon.signal(Signal::SIGHUP);
+    wait_for("a pass that no longer knows n00", WAIT, || {
+        std::fs::read_to_string(&status).is_ok_and(|s| !s.contains("n00"))
+    });
+    let metrics = env.host().exec_ok(
+        "busybox",
+        &["wget", "-qO-", "http://127.0.0.1:9477/metrics"],
+    );
+    assert!(!metrics.contains("network=\"n00\""), "{metrics}");
+    assert!(ok("/healthz") && ok("/readyz"));
+    daemon.stop(WAIT).assert_success();
+}
