@@ -158,12 +158,31 @@ fn once_killed_anywhere_in_a_pass_is_converged_by_the_next_once() {
 fn the_daemon_killed_mid_pass_is_converged_by_the_next_daemon() {
     let pass = timed_pass();
     let converge_with_daemon = |env: &AgentEnv, context: &str| {
+        // The killed daemon's `nft monitor` dies with it.
+        wait_for("no nft monitor left behind", WAIT, || {
+            !env.host().pids().iter().any(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.starts_with(b"nft\0monitor"))
+            })
+        });
         let status = env.run_dir().join("status.json");
         let _ = std::fs::remove_file(&status);
-        let daemon = env.spawn(&["--interval", "1h"]);
-        wait_for("a converged pass after the restart", WAIT, || {
-            std::fs::read_to_string(&status).is_ok_and(|s| s.contains("\"result\": \"converged\""))
-        });
+        // --wait: the restart must not race the kernel releasing the killed
+        // daemon's lock; a lock that is never released still fails below.
+        let daemon = env.spawn(&["--interval", "1h", "--wait"]);
+        let deadline = Instant::now() + WAIT;
+        while !std::fs::read_to_string(&status)
+            .is_ok_and(|s| s.contains("\"result\": \"converged\""))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{context}: no converged pass after the restart\n{}\n{}\nlock held by: {}",
+                std::fs::read_to_string(&status).unwrap_or_default(),
+                daemon.stderr(),
+                lock_holders(&env.run_dir().join("kvmnet.lock"))
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert_converged(env, NETWORKS, context);
         daemon.stop(WAIT).assert_success();
     };
@@ -609,6 +628,7 @@ fn healthz_says_the_loop_passes_and_readyz_that_the_last_pass_converged() {
 
     // Removed for good (--allow-empty): reported once, then its series go.
     let status = env.run_dir().join("status.json");
+    let _ = std::fs::remove_file(&status);
     let daemon = env.spawn(&[
         "--interval",
         "1h",
@@ -616,12 +636,13 @@ fn healthz_says_the_loop_passes_and_readyz_that_the_last_pass_converged() {
         "--metrics-listen",
         "127.0.0.1:9477",
     ]);
-    let status_says = |what: &str| std::fs::read_to_string(&status).is_ok_and(|s| s.contains(what));
-    wait_for("n00 reported removed", WAIT, || status_says("\"removed\""));
-    daemon.signal(Signal::SIGHUP);
-    wait_for("a pass that no longer knows n00", WAIT, || {
-        std::fs::read_to_string(&status).is_ok_and(|s| !s.contains("n00"))
+    wait_for("the pass that removes n00", WAIT, || {
+        !kv_bridges(env.host()).0.contains(&"kv-n00".to_string()) && status.exists()
     });
+    // Any pass after that one no longer knows n00.
+    std::fs::remove_file(&status).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    wait_for("a later pass", WAIT, || status.exists());
     let metrics = env.host().exec_ok(
         "busybox",
         &["wget", "-qO-", "http://127.0.0.1:9477/metrics"],
@@ -629,4 +650,26 @@ fn healthz_says_the_loop_passes_and_readyz_that_the_last_pass_converged() {
     assert!(!metrics.contains("network=\"n00\""), "{metrics}");
     assert!(ok("/healthz") && ok("/readyz"));
     daemon.stop(WAIT).assert_success();
+}
+
+/// The processes that have `lock` open, for a failure message.
+fn lock_holders(lock: &Path) -> String {
+    let mut holders = Vec::new();
+    for process in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == lock))
+        {
+            let cmdline = std::fs::read(process.path().join("cmdline")).unwrap_or_default();
+            holders.push(format!(
+                "{} ({})",
+                process.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ));
+        }
+    }
+    holders.join(", ")
 }

@@ -53,7 +53,20 @@ fn next_delay(delay: Duration) -> Duration {
 /// Runs one `nft monitor`; `Ok` when the receiver is gone, `Err` when the
 /// monitor ends.
 async fn watch(tx: &mpsc::UnboundedSender<()>) -> Result<(), String> {
-    let mut child = Command::new("nft")
+    let mut command = Command::new("nft");
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    // It dies with the agent, `kill -9` included: a restarted agent starts
+    // its own, and killed agents leave no monitors behind.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command
         .env("LC_ALL", "C")
         .arg("monitor")
         .stdin(Stdio::null())

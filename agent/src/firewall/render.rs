@@ -14,8 +14,8 @@ use ipnet::IpNet;
 use serde_json::{json, Value};
 
 use super::{rule_comment, Chain, Hook, Rule, Table, STRUCTURAL};
-use crate::desired::DesiredNetwork;
-use crate::model::{Mode, PortForward, PortRange, Proto};
+use crate::config::desired::DesiredNetwork;
+use crate::config::model::{Mode, PortForward, PortRange, Proto};
 
 pub const FORWARD: &str = "forward";
 pub const GUEST_CROSS: &str = "guest_cross";

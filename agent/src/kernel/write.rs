@@ -160,7 +160,9 @@ impl Netlink {
         Ok(index)
     }
 
-    /// Sets IFLA_IFALIAS; an empty alias removes it.
+    /// Sets IFLA_IFALIAS; an empty alias removes it. kvmnet marks a link
+    /// when it creates it, and a bridge whose creation it was killed in the
+    /// middle of (see [`Netlink::create_bridge`]).
     pub async fn set_alias(&self, link: LinkRef<'_>, alias: &str) -> Result<()> {
         let msg = LinkUnspec::new_with_index(link.index).alias(alias).build();
         self.change_link(format!("set alias {alias:?} on {link}"), msg)

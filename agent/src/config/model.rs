@@ -3,6 +3,9 @@
 //! Serde reads it from TOML and YAML alike; schemars derives the JSON Schema
 //! users point their editors at. Every struct refuses unknown keys, so a typo
 //! is an error at its own line instead of a silently ignored setting.
+//!
+//! Long on purpose: the whole file format in one place, each key with the
+//! description the JSON Schema shows.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
