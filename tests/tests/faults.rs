@@ -212,6 +212,41 @@ fn the_daemon_killed_mid_pass_is_converged_by_the_next_daemon() {
 }
 
 #[test]
+fn a_bridge_left_without_its_alias_is_adopted_by_its_mac_and_a_foreign_one_is_not() {
+    let env = AgentEnv::new();
+    write_nat_networks(&env, 1);
+    env.run(&["--once"]).assert_success();
+    let host = env.host();
+    let before = ifindex(host, "kv-n00");
+    // What a kill between the creating request and the alias leaves: a
+    // bare bridge, down, with the network's MAC and no alias.
+    host.ip_ok(&["addr", "flush", "dev", "kv-n00"]);
+    host.ip_ok(&["link", "set", "kv-n00", "down", "alias", ""]);
+    assert_eq!(kv_bridges(host).1, ["kv-n00"]);
+    let once = env.run(&["--once"]);
+    once.assert_success();
+    assert!(
+        once.stdout()
+            .contains("done: set alias \"kvmnet:n00\" on kv-n00"),
+        "{once}"
+    );
+    assert_eq!(ifindex(host, "kv-n00"), before, "adopted, not recreated");
+    assert_converged(&env, 1, "after the adoption");
+
+    // Somebody else's bridge of that name (the kernel's random MAC).
+    host.ip_ok(&["link", "del", "kv-n00"]);
+    host.ip_ok(&["link", "add", "kv-n00", "type", "bridge"]);
+    let once = env.run(&["--once"]);
+    once.assert_code(1);
+    assert!(
+        once.stdout()
+            .contains("bridge name kv-n00 is taken by a bridge kvmnet does not own"),
+        "{once}"
+    );
+    assert_eq!(kv_bridges(host).1, ["kv-n00"], "never taken");
+}
+
+#[test]
 fn a_second_converging_agent_is_refused_and_read_only_commands_work_beside_it() {
     let env = AgentEnv::new();
     write_nat_networks(&env, 2);
