@@ -9,6 +9,8 @@ use std::fmt;
 
 use crate::core::{Change, Drift, LeaveAlone, Resource};
 
+use super::leasediff::DhcpUsage;
+use super::leases::Lease;
 use super::render::Rendered;
 
 /// What the agent found of one network's instance.
@@ -60,6 +62,15 @@ pub enum DnsAction {
     StopDuplicate { network: String, pid: i32 },
     /// Record the pid of the dnsmasq found running our configuration.
     WritePidFile { network: String, pid: i32 },
+    /// Release a stale lease in the running dnsmasq (a DHCPRELEASE sent on
+    /// the client's behalf): same process, other leases untouched.
+    Release {
+        network: String,
+        bridge: String,
+        lease: Lease,
+        /// The server's DUID from the lease file, for IPv6 leases.
+        server_duid: Option<String>,
+    },
 }
 
 impl DnsAction {
@@ -70,7 +81,8 @@ impl DnsAction {
             | DnsAction::Reload { network, .. }
             | DnsAction::Stop { network, .. }
             | DnsAction::StopDuplicate { network, .. }
-            | DnsAction::WritePidFile { network, .. } => network,
+            | DnsAction::WritePidFile { network, .. }
+            | DnsAction::Release { network, .. } => network,
         }
     }
 }
@@ -103,6 +115,16 @@ impl fmt::Display for DnsAction {
                 f,
                 "write the pid file of {network}'s dnsmasq (pid {pid}, found by its command line)"
             ),
+            DnsAction::Release { bridge, lease, .. } => write!(
+                f,
+                "release the lease of {} on {} in dnsmasq on {bridge}",
+                lease
+                    .mac
+                    .as_deref()
+                    .or(lease.client_id.as_deref())
+                    .unwrap_or("a client"),
+                lease.ip
+            ),
         }
     }
 }
@@ -111,6 +133,8 @@ impl fmt::Display for DnsAction {
 pub struct DnsPlan {
     pub drift: Vec<Drift>,
     pub actions: Vec<DnsAction>,
+    /// Leases and pool use of each network serving DHCP.
+    pub usage: BTreeMap<String, DhcpUsage>,
 }
 
 /// What the plan works from.
