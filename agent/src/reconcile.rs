@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use crate::apply::{apply, StepResult};
 use crate::desired::DesiredState;
 use crate::dnsmasq::{self, DnsPlan};
-use crate::firewall::{Audit, Firewall};
+use crate::firewall::{self, Firewall, FirewallPlan};
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
 use crate::managers;
@@ -130,14 +130,14 @@ impl Reconciler {
         let mut observed = self.observe(desired).await?;
         self.memory.recall(desired, &mut observed, false);
         let mut plan = Self::plan(desired, &observed);
-        let (audit, dns) = tokio::join!(self.audit_firewall(desired, &plan), async {
+        let (fw, dns) = tokio::join!(self.firewall_plan(desired, &plan), async {
             self.dnsmasq_plan(desired, &plan)
         });
         plan.drift.extend(dns.drift);
-        merge(&mut plan, &audit);
+        merge(&mut plan, &fw);
         let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
         report.warnings = managers::uplink_warnings(desired, &observed.kernel);
-        report.warnings.extend(audit.warnings);
+        report.warnings.extend(fw.warnings);
         Ok((observed, report))
     }
 
@@ -150,13 +150,13 @@ impl Reconciler {
         self.rolled_back.hold(&mut plan, desired);
         let mut warnings = managers::uplink_warnings(desired, &observed.kernel);
         // nft runs in its own processes while dnsmasq's files are read.
-        let (audit, dns) = tokio::join!(self.audit_firewall(desired, &plan), async {
+        let (fw, dns) = tokio::join!(self.firewall_plan(desired, &plan), async {
             self.dnsmasq_plan(desired, &plan)
         });
         plan.drift.extend(dns.drift.iter().cloned());
-        if plan.steps.is_empty() && audit.drift.is_empty() && dns.actions.is_empty() {
-            merge(&mut plan, &audit);
-            warnings.extend(audit.warnings);
+        if plan.steps.is_empty() && fw.drift.is_empty() && dns.actions.is_empty() {
+            merge(&mut plan, &fw);
+            warnings.extend(fw.warnings);
             let mut report =
                 PassReport::build(PassKind::Converge, desired, &plan, &[], Some(&plan), 0);
             report.warnings = warnings;
@@ -172,7 +172,7 @@ impl Reconciler {
             .filter_map(|o| o.network.clone())
             .collect();
         let (firewall, dnsmasq) = tokio::join!(
-            self.firewall.repair(&audit),
+            self.firewall.apply(&fw),
             self.dnsmasq.apply(&dns.actions, &no_bridge)
         );
         outcomes.extend(firewall);
@@ -180,14 +180,13 @@ impl Reconciler {
         let mut after = self.observe(desired).await?;
         self.memory.recall(desired, &mut after, true);
         let mut verify = Self::plan(desired, &after);
-        let (verify_audit, verify_dns) =
-            tokio::join!(self.audit_firewall(desired, &verify), async {
-                self.dnsmasq_plan(desired, &verify)
-            });
+        let (verify_fw, verify_dns) = tokio::join!(self.firewall_plan(desired, &verify), async {
+            self.dnsmasq_plan(desired, &verify)
+        });
         verify.drift.extend(verify_dns.drift);
-        merge(&mut verify, &verify_audit);
-        merge(&mut plan, &audit);
-        warnings.extend(verify_audit.warnings);
+        merge(&mut verify, &verify_fw);
+        merge(&mut plan, &fw);
+        warnings.extend(verify_fw.warnings);
         let writes = self.writes() - writes_before;
         let mut report = PassReport::build(
             PassKind::Converge,
@@ -201,15 +200,18 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// The firewall's audit, leaving alone the networks the plan cannot converge.
-    async fn audit_firewall(&self, desired: &DesiredState, plan: &Plan) -> Audit {
-        let failed: BTreeSet<&str> = plan.failures.iter().map(|f| f.network.as_str()).collect();
-        self.firewall.audit(desired, &failed).await
+    /// The firewall's plan, leaving alone the networks the kernel plan
+    /// cannot converge.
+    async fn firewall_plan(&self, desired: &DesiredState, plan: &Plan) -> FirewallPlan {
+        let leave_alone: BTreeSet<&str> =
+            plan.failures.iter().map(|f| f.network.as_str()).collect();
+        let observed = self.firewall.observe(desired, &leave_alone).await;
+        firewall::plan(desired, &observed, &leave_alone)
     }
 }
 
 /// Adds the firewall's drift and failures to a plan's, for the report.
-fn merge(plan: &mut Plan, audit: &Audit) {
-    plan.drift.extend(audit.drift.iter().cloned());
-    plan.failures.extend(audit.failures.iter().cloned());
+fn merge(plan: &mut Plan, fw: &FirewallPlan) {
+    plan.drift.extend(fw.drift.iter().cloned());
+    plan.failures.extend(fw.failures.iter().cloned());
 }
