@@ -472,4 +472,69 @@ mod tests {
         );
         assert_eq!(wanted(&state, &leave_alone, None), Table::default());
     }
+
+    fn listed(table: Table) -> Result<TableState, NftError> {
+        Ok(TableState::Listed(Some(Listed {
+            table,
+            unparseable: Vec::new(),
+        })))
+    }
+
+    fn failed() -> NftError {
+        NftError {
+            op: "nft -j list".into(),
+            detail: "Operation not permitted".into(),
+        }
+    }
+
+    #[test]
+    fn plan_writes_only_on_drift_and_never_after_a_failed_listing() {
+        let state = desired(NAT);
+        let none = BTreeSet::new();
+        let wanted_table = wanted(&state, &none, None);
+        let plan_of = |table, base_chains| plan(&state, &Observed { table, base_chains }, &none);
+
+        let in_sync = plan_of(listed(wanted_table.clone()), Ok(Vec::new()));
+        assert!(in_sync.drift.is_empty() && in_sync.action.is_none());
+        let known = plan_of(Ok(TableState::Wanted), Ok(Vec::new()));
+        assert!(known.drift.is_empty() && known.action.is_none());
+
+        let missing = plan_of(Ok(TableState::Listed(None)), Ok(Vec::new()));
+        assert_eq!(missing.drift.len(), 1);
+        assert_eq!(missing.action, Some(Action::Replace(wanted_table.clone())));
+
+        let unreadable = plan_of(Err(failed()), Err(failed()));
+        assert!(unreadable.action.is_none() && unreadable.drift.is_empty());
+        assert_eq!(unreadable.failures.len(), 1);
+        assert_eq!(unreadable.failures[0].network, "a");
+        assert!(unreadable.warnings[0].starts_with("cannot check other tables"));
+
+        // The last network left alone: nothing to render, its rules stay.
+        let leave_alone = BTreeSet::from(["a"]);
+        let kept = plan(
+            &state,
+            &Observed {
+                table: listed(wanted_table),
+                base_chains: Ok(Vec::new()),
+            },
+            &leave_alone,
+        );
+        assert!(kept.action.is_none(), "{:?}", kept.drift);
+    }
+
+    #[test]
+    fn no_network_with_rules_deletes_the_table() {
+        let state = desired("[networks.o]\nmode = \"open\"\n");
+        let stale = wanted(&desired(NAT), &BTreeSet::new(), None);
+        let p = plan(
+            &state,
+            &Observed {
+                table: listed(stale),
+                base_chains: Ok(Vec::new()),
+            },
+            &BTreeSet::new(),
+        );
+        assert_eq!(p.action, Some(Action::Delete));
+        assert_eq!(p.action.unwrap().describe(), "delete table inet kvmnet");
+    }
 }
