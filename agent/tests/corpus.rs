@@ -13,8 +13,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kvmnet::desired::DesiredState;
-use kvmnet::load;
+use kvmnet::config::desired::DesiredState;
+use kvmnet::config::load;
 
 const EXPECTED: &str = "expected";
 

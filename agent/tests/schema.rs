@@ -5,7 +5,7 @@ use std::path::Path;
 #[test]
 fn checked_in_schema_is_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/kvmnet.schema.json");
-    let generated = kvmnet::model::json_schema();
+    let generated = kvmnet::config::model::json_schema();
     if std::env::var_os("KVMNET_UPDATE_SCHEMA").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }

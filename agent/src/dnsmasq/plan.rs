@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::plan::{Change, Drift, Resource};
+use crate::core::{Change, Drift, LeaveAlone, Resource};
 
 use super::render::Rendered;
 
@@ -101,7 +101,7 @@ pub struct Inputs<'a> {
     pub observed: &'a BTreeMap<String, ObservedInstance>,
     /// Networks whose instance is left as it is, whatever runs: those that
     /// cannot be converged.
-    pub untouched: &'a BTreeSet<String>,
+    pub leave_alone: &'a LeaveAlone,
     /// Networks in the files (an unwanted instance of one is stopped).
     pub desired: &'a BTreeSet<String>,
     /// Stop instances of networks that are no longer in the files.
@@ -111,7 +111,7 @@ pub struct Inputs<'a> {
 pub fn plan(inputs: &Inputs) -> DnsPlan {
     let mut p = DnsPlan::default();
     for (network, files) in inputs.wanted {
-        if inputs.untouched.contains(network) {
+        if inputs.leave_alone.contains(network) {
             continue;
         }
         let object = inputs
@@ -171,7 +171,7 @@ pub fn plan(inputs: &Inputs) -> DnsPlan {
     }
     for (network, found) in inputs.observed {
         let unwanted = !inputs.wanted.contains_key(network)
-            && !inputs.untouched.contains(network)
+            && !inputs.leave_alone.contains(network)
             && (inputs.prune || inputs.desired.contains(network));
         if unwanted && found.exists() {
             p.drift
@@ -256,7 +256,7 @@ mod tests {
     struct Case {
         wanted: BTreeMap<String, Rendered>,
         observed: BTreeMap<String, ObservedInstance>,
-        untouched: BTreeSet<String>,
+        leave_alone: LeaveAlone,
         desired: BTreeSet<String>,
         prune: bool,
     }
@@ -266,7 +266,7 @@ mod tests {
             Case {
                 wanted: BTreeMap::new(),
                 observed: BTreeMap::new(),
-                untouched: BTreeSet::new(),
+                leave_alone: LeaveAlone::new(),
                 desired: BTreeSet::new(),
                 prune: true,
             }
@@ -293,7 +293,7 @@ mod tests {
                 wanted: &self.wanted,
                 bridges: &bridges,
                 observed: &self.observed,
-                untouched: &self.untouched,
+                leave_alone: &self.leave_alone,
                 desired: &self.desired,
                 prune: self.prune,
             })
@@ -386,11 +386,11 @@ mod tests {
     }
 
     #[test]
-    fn untouched_networks_keep_what_runs() {
+    fn networks_left_alone_keep_what_runs() {
         let f = files("interface=br-a\n", "");
         let mut case = Case::new().want("a", &f).found("b", running(9, &f));
-        case.untouched.insert("a".into());
-        case.untouched.insert("b".into());
+        case.leave_alone.insert("a".into());
+        case.leave_alone.insert("b".into());
         assert_eq!(case.plan(), DnsPlan::default());
     }
 }

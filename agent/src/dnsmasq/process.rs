@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{chown, Gid, Group, Pid, User};
 use tokio::time::Instant;
 
-use crate::files::write_atomic;
+use crate::core::fs::write_atomic;
 
 use super::paths::{Dirs, InstancePaths};
 use super::plan::ObservedInstance;

@@ -4,7 +4,7 @@
 //! changed item (wanted and found), a deleted one as missing, an added one
 //! as extra. A chain or rule the typed schema cannot read is always extra.
 
-use crate::plan::{Change, Drift, Resource};
+use crate::core::{Change, Drift, Resource};
 
 use super::{rule_network, text, Listed, Rule, Table, FAMILY, TABLE};
 

@@ -25,7 +25,6 @@
 //! masquerade, dnat, reject) with the same keys, in the same order, as
 //! 1.0.6 (flag arrays such as fib's `["daddr"]` stay arrays).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use nftables::schema::Nftables;
@@ -99,7 +98,7 @@ fn golden(version: &str) -> PathBuf {
 fn rendered() -> Table {
     let state = desired(NETWORKS);
     assert!(state.rejected.is_empty(), "{:?}", state.rejected);
-    wanted(&state, &BTreeSet::new(), None)
+    wanted(&state, &crate::core::LeaveAlone::new(), None)
 }
 
 /// The golden listing of nft `version` (blessed first, once, when asked).

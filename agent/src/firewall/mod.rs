@@ -29,11 +29,10 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::apply::{Outcome, StepResult};
-use crate::desired::{DesiredNetwork, DesiredState};
-use crate::files::write_atomic;
-use crate::model::Mode;
-use crate::plan::{Drift, Failure};
+use crate::config::desired::{DesiredNetwork, DesiredState};
+use crate::config::model::Mode;
+use crate::core::fs::write_atomic;
+use crate::core::{Drift, Failure, LeaveAlone, Outcome, StepResult};
 use coexist::BaseChain;
 use generation::GenerationKey;
 use nft::NftError;
@@ -54,12 +53,12 @@ pub type Rule = nftables::schema::Rule<'static>;
 
 /// The comment that marks a rule as `network`'s (like the links' alias).
 pub fn rule_comment(network: &str) -> String {
-    crate::plan::owner_alias(network)
+    crate::core::owner_alias(network)
 }
 
 /// The network a rule's comment names, if any.
 pub fn comment_network(comment: &str) -> Option<&str> {
-    comment.strip_prefix(crate::plan::ALIAS_PREFIX)
+    comment.strip_prefix(crate::core::ALIAS_PREFIX)
 }
 
 /// The network `rule` belongs to, from its comment.
@@ -228,7 +227,7 @@ impl Firewall {
     /// Lists our table and the other tables' base chains (two `nft` runs,
     /// in parallel), or none when the ruleset generation shows that the
     /// table is the one [`plan`] will want for `desired` and `leave_alone`.
-    pub async fn observe(&self, desired: &DesiredState, leave_alone: &BTreeSet<&str>) -> Observed {
+    pub async fn observe(&self, desired: &DesiredState, leave_alone: &LeaveAlone) -> Observed {
         // Read before listing: a change in between leaves the remembered
         // key older than the listing, which costs one listing more, never a
         // stale answer.
@@ -305,7 +304,7 @@ impl Firewall {
 }
 
 /// The networks whose rules the pass renders: all but those left alone.
-fn live<'a>(desired: &'a DesiredState, leave_alone: &BTreeSet<&str>) -> Vec<&'a DesiredNetwork> {
+fn live<'a>(desired: &'a DesiredState, leave_alone: &LeaveAlone) -> Vec<&'a DesiredNetwork> {
     desired
         .networks
         .values()
@@ -317,11 +316,7 @@ fn live<'a>(desired: &'a DesiredState, leave_alone: &BTreeSet<&str>) -> Vec<&'a 
 /// [`Firewall::observe`] found for the same `desired` and `leave_alone`.
 /// Networks left alone cannot be converged (their bridge name is taken...):
 /// their rules stay as they are.
-pub fn plan(
-    desired: &DesiredState,
-    observed: &Observed,
-    leave_alone: &BTreeSet<&str>,
-) -> FirewallPlan {
+pub fn plan(desired: &DesiredState, observed: &Observed, leave_alone: &LeaveAlone) -> FirewallPlan {
     let live = live(desired, leave_alone);
     let bridges = |pred: fn(Mode) -> bool| -> Vec<&str> {
         live.iter()
@@ -372,11 +367,7 @@ pub fn plan(
 /// `leave_alone`, and, while some file is rejected without a last good
 /// copy, networks the files do not name. (Only rules the typed schema
 /// reads are kept: an unparseable one was added by hand, never by kvmnet.)
-pub fn wanted(
-    desired: &DesiredState,
-    leave_alone: &BTreeSet<&str>,
-    listed: Option<&Table>,
-) -> Table {
+pub fn wanted(desired: &DesiredState, leave_alone: &LeaveAlone, listed: Option<&Table>) -> Table {
     let mut rules = render::rules(live(desired, leave_alone));
     let ours: BTreeSet<String> = render::chains()
         .into_iter()
@@ -420,7 +411,7 @@ mod tests {
     #[test]
     fn digest_is_the_diffs_view_chain_order_free_rule_order_bound() {
         let state = desired(NAT);
-        let table = wanted(&state, &BTreeSet::new(), None);
+        let table = wanted(&state, &LeaveAlone::new(), None);
 
         // As `nft list` shows it: chain by chain, in another chain order.
         let mut listed = Table {
@@ -445,11 +436,11 @@ mod tests {
             chains: render::chains(),
             rules: vec![foreign_rule("gone")],
         };
-        let t = wanted(&state, &BTreeSet::new(), Some(&observed));
+        let t = wanted(&state, &LeaveAlone::new(), Some(&observed));
         assert!(t.rules.iter().all(|r| rule_network(r) != Some("gone")));
 
         state.complete = false;
-        let t = wanted(&state, &BTreeSet::new(), Some(&observed));
+        let t = wanted(&state, &LeaveAlone::new(), Some(&observed));
         assert!(t.rules.contains(&foreign_rule("gone")));
     }
 
@@ -460,7 +451,7 @@ mod tests {
             chains: render::chains(),
             rules: vec![foreign_rule("a")],
         };
-        let leave_alone = BTreeSet::from(["a"]);
+        let leave_alone = LeaveAlone::from(["a".to_string()]);
         let t = wanted(&state, &leave_alone, Some(&observed));
         assert_eq!(t.rules.last(), Some(&foreign_rule("a")));
         assert_eq!(
@@ -490,7 +481,7 @@ mod tests {
     #[test]
     fn plan_writes_only_on_drift_and_never_after_a_failed_listing() {
         let state = desired(NAT);
-        let none = BTreeSet::new();
+        let none = LeaveAlone::new();
         let wanted_table = wanted(&state, &none, None);
         let plan_of = |table, base_chains| plan(&state, &Observed { table, base_chains }, &none);
 
@@ -510,7 +501,7 @@ mod tests {
         assert!(unreadable.warnings[0].starts_with("cannot check other tables"));
 
         // The last network left alone: nothing to render, its rules stay.
-        let leave_alone = BTreeSet::from(["a"]);
+        let leave_alone = LeaveAlone::from(["a".to_string()]);
         let kept = plan(
             &state,
             &Observed {
@@ -525,14 +516,14 @@ mod tests {
     #[test]
     fn no_network_with_rules_deletes_the_table() {
         let state = desired("[networks.o]\nmode = \"open\"\n");
-        let stale = wanted(&desired(NAT), &BTreeSet::new(), None);
+        let stale = wanted(&desired(NAT), &LeaveAlone::new(), None);
         let p = plan(
             &state,
             &Observed {
                 table: listed(stale),
                 base_chains: Ok(Vec::new()),
             },
-            &BTreeSet::new(),
+            &LeaveAlone::new(),
         );
         assert_eq!(p.action, Some(Action::Delete));
         assert_eq!(p.action.unwrap().describe(), "delete table inet kvmnet");

@@ -26,8 +26,8 @@ use nftables::stmt::{JumpTarget, Match, NATFamily, Operator, Reject, RejectType,
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
 
 use super::{rule_comment, Chain, Rule, Table, STRUCTURAL, TABLE};
-use crate::desired::DesiredNetwork;
-use crate::model::{Mode, PortForward, PortRange, Proto};
+use crate::config::desired::DesiredNetwork;
+use crate::config::model::{Mode, PortForward, PortRange, Proto};
 
 pub const FORWARD: &str = "forward";
 pub const GUEST_CROSS: &str = "guest_cross";

@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::desired::DesiredState;
-use crate::files::write_atomic;
+use crate::config::desired::DesiredState;
+use crate::core::fs::write_atomic;
+use crate::core::link_owner;
 use crate::kernel::Snapshot;
-use crate::plan::link_owner;
 
 /// Per network, the names of its bridge's ports.
 pub type RememberedPorts = BTreeMap<String, BTreeSet<String>>;
@@ -61,8 +61,8 @@ pub fn learn(
 }
 
 /// A bridged network's uplink is enslaved by its own rules, not as a guest.
-fn is_uplink(net: &crate::desired::DesiredNetwork, link: &str) -> bool {
-    net.spec.uplink.as_deref() == Some(link) && net.spec.mode == crate::model::Mode::Bridge
+fn is_uplink(net: &crate::config::desired::DesiredNetwork, link: &str) -> bool {
+    net.spec.uplink.as_deref() == Some(link) && net.spec.mode == crate::config::model::Mode::Bridge
 }
 
 /// The file holding the memory.

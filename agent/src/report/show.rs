@@ -6,15 +6,15 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::desired::{DesiredNetwork, DesiredState};
+use crate::config::desired::{DesiredNetwork, DesiredState};
+use crate::config::model::{MacAddr, Mode};
+use crate::core::{link_owner, Drift};
 use crate::dnsmasq::render::wants_dnsmasq;
 use crate::kernel::{RTPROT_KVMNET, RT_TABLE_MAIN};
-use crate::model::{MacAddr, Mode};
-use crate::observe::Observed;
-use crate::plan::{
-    centis, link_owner, movable_addresses, movable_routes, wanted_bridge_attrs, wanted_routes,
-    Drift,
-};
+use crate::net::bridged::lan::{movable_addresses, movable_routes};
+use crate::net::observe::Observed;
+use crate::net::plan::centis;
+use crate::net::wanted::{wanted_bridge_attrs, wanted_routes};
 use crate::report::PassReport;
 
 #[derive(Debug, Clone, Serialize)]

@@ -11,12 +11,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::apply::{Outcome, StepResult};
-use crate::desired::DesiredState;
+use crate::config::desired::DesiredState;
+use crate::config::model::Network;
+use crate::core::Failure;
+use crate::core::{Outcome, StepResult};
 use crate::kernel::probe::{ArpProbe, ProbeFrom};
 use crate::kernel::{Address, KernelError, LinkRef, Netlink, Route};
-use crate::model::Network;
-use crate::plan::{Action, Failure, GiveBack, Plan, ProbeSpec, TakeOver};
+use crate::net::bridged::takeover::{GiveBack, ProbeSpec, TakeOver};
+use crate::net::plan::{Action, Plan};
 
 /// Take-overs that were rolled back, by network, with the spec they were
 /// made for: not retried until that network's spec changes (or the agent
@@ -257,7 +259,7 @@ fn ignore(result: Result<(), KernelError>, errno: i32) -> Result<(), KernelError
 mod tests {
 
     use super::*;
-    use crate::plan::Step;
+    use crate::net::plan::Step;
     use crate::testutil::desired;
 
     const LAN: &str = "[networks.lan]\nmode = \"bridge\"\nuplink = \"eno1\"\n";

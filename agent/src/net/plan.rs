@@ -7,122 +7,17 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Serialize;
 
-use crate::desired::{DesiredNetwork, DesiredState};
+use crate::config::desired::{DesiredNetwork, DesiredState};
+use crate::config::model::{MacAddr, Mode};
+use crate::core::{link_owner, owner_alias, Change, Drift, Failure, Resource};
 use crate::kernel::sysctl::Sysctl;
 use crate::kernel::{BridgeAttrs, BridgeSettings, Link, Snapshot, RTPROT_KVMNET, RT_TABLE_MAIN};
-use crate::model::{MacAddr, Mode};
-use crate::observe::Observed;
-
-mod uplink;
-pub use uplink::{movable_addresses, movable_routes, GiveBack, ProbeSpec, TakeOver};
-
-/// The alias prefix that marks a link as kvmnet's: `kvmnet:<network>`.
-pub const ALIAS_PREFIX: &str = "kvmnet:";
-
-pub fn owner_alias(network: &str) -> String {
-    format!("{ALIAS_PREFIX}{network}")
-}
-
-/// The network a link belongs to, if kvmnet owns it.
-pub fn link_owner(link: &Link) -> Option<&str> {
-    link.alias.as_deref()?.strip_prefix(ALIAS_PREFIX)
-}
-
-/// What kind of object drifted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Resource {
-    Bridge,
-    Address,
-    Route,
-    Sysctl,
-    Firewall,
-    Dnsmasq,
-    Port,
-}
-
-impl fmt::Display for Resource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Resource::Bridge => "bridge",
-            Resource::Address => "address",
-            Resource::Route => "route",
-            Resource::Sysctl => "sysctl",
-            Resource::Firewall => "firewall",
-            Resource::Dnsmasq => "dnsmasq",
-            Resource::Port => "port",
-        })
-    }
-}
-
-/// How an object differs: missing (+), extra (-) or changed (~).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Change {
-    Missing,
-    Extra,
-    Changed,
-}
-
-impl Change {
-    pub fn sign(self) -> char {
-        match self {
-            Change::Missing => '+',
-            Change::Extra => '-',
-            Change::Changed => '~',
-        }
-    }
-}
-
-/// One difference between desired and observed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Drift {
-    /// The network it belongs to; `None` for host-wide settings (ip_forward).
-    pub network: Option<String>,
-    pub resource: Resource,
-    /// The object: "virbr-nat", "192.168.10.1/24 on virbr-nat", "net.ipv4.ip_forward".
-    pub object: String,
-    pub change: Change,
-    /// The attribute that differs, for changed objects.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wanted: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub found: Option<String>,
-}
-
-impl fmt::Display for Drift {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}",
-            self.change.sign(),
-            self.resource,
-            self.object
-        )?;
-        if let Some(field) = &self.field {
-            write!(f, " {field}")?;
-        }
-        match (&self.wanted, &self.found, self.change) {
-            (Some(w), Some(found), _) => write!(f, ": wanted {w}, found {found}"),
-            (_, _, Change::Missing) => write!(f, ": missing"),
-            (_, _, Change::Extra) => write!(f, ": not in the desired state"),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// A route kvmnet wants on a network's bridge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WantedRoute {
-    pub destination: IpNet,
-    pub gateway: IpAddr,
-    /// Normalised as the kernel reports it: 0 (IPv4) or 1024 (IPv6) when unset.
-    pub metric: u32,
-}
+use crate::net::bridged::lan::movable_addresses;
+use crate::net::bridged::takeover::{self, GiveBack, TakeOver};
+use crate::net::memory::Remembered;
+use crate::net::observe::Observed;
+use crate::net::wanted::{is_ipv6_link_local, wanted_bridge_attrs, wanted_routes, WantedRoute};
 
 /// One repair. Links are named, not indexed: a bridge created by an earlier
 /// step has no index at plan time.
@@ -249,13 +144,6 @@ pub struct Step {
     pub action: Action,
 }
 
-/// A network that cannot be converged, and why. Its objects are left alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    pub network: String,
-    pub message: String,
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub drift: Vec<Drift>,
@@ -274,10 +162,16 @@ pub struct PlanOptions {
 /// Diffs `desired` against `observed` and plans the repairs: removals of
 /// networks that left the files first (a renamed network may reuse their
 /// bridge name), then each desired network, then host-wide settings.
-pub fn plan(desired: &DesiredState, observed: &Observed, options: PlanOptions) -> Plan {
+pub fn plan(
+    desired: &DesiredState,
+    observed: &Observed,
+    remembered: &Remembered,
+    options: PlanOptions,
+) -> Plan {
     let mut p = Planner {
         plan: Plan::default(),
         observed,
+        remembered,
         foreign_routes: foreign_routes(&observed.kernel),
     };
     let removed = p.plan_removals(desired, options);
@@ -291,6 +185,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, options: PlanOptions) -
 struct Planner<'a> {
     plan: Plan,
     observed: &'a Observed,
+    remembered: &'a Remembered,
     /// (destination, device) of the routes a new subnet must not collide with.
     foreign_routes: Vec<(IpNet, String)>,
 }
@@ -398,8 +293,8 @@ impl Planner<'_> {
             self.drift(Some(&owner), Resource::Bridge, name.clone(), Change::Extra);
             let snapshot = self.snapshot();
             let give_back = snapshot.link_by_name(&name).and_then(|bridge| {
-                uplink::uplink_of(snapshot, bridge)
-                    .map(|uplink| uplink::give_back(snapshot, bridge, uplink))
+                takeover::uplink_of(snapshot, bridge)
+                    .map(|uplink| takeover::give_back(snapshot, bridge, uplink))
             });
             let action = match give_back {
                 Some(g) => Action::GiveBackUplink(Box::new(g)),
@@ -620,15 +515,15 @@ impl Planner<'_> {
                 .and_then(|m| self.snapshot().link_by_index(m))
                 .filter(|old| removed.contains(&old.name))
                 .filter(|old| {
-                    uplink::uplink_of(self.snapshot(), old).is_some_and(|u| u.index == d.index)
+                    takeover::uplink_of(self.snapshot(), old).is_some_and(|u| u.index == d.index)
                 });
             let view = match releasing {
-                Some(old) => uplink::after_give_back(self.snapshot(), old, &d),
+                Some(old) => takeover::after_give_back(self.snapshot(), old, &d),
                 None => self.snapshot().clone(),
             };
             let d = view.link_by_index(d.index).cloned().unwrap_or(d);
-            let saved = self.observed.lans.get(name);
-            match uplink::take_over(net, &view, &d, saved) {
+            let saved = self.remembered.lans.get(name);
+            match takeover::take_over(net, &view, &d, saved) {
                 Ok(t) => {
                     self.drift(
                         Some(name),
@@ -671,7 +566,7 @@ impl Planner<'_> {
                 net.bridge, net.bridge, net.bridge
             ));
         }
-        let stranded: Vec<String> = uplink::movable_addresses(self.snapshot(), &d)
+        let stranded: Vec<String> = movable_addresses(self.snapshot(), &d)
             .iter()
             .map(|a| format!("{}/{}", a.address, a.prefix_len))
             .collect();
@@ -682,7 +577,7 @@ impl Planner<'_> {
             ));
         }
         let mut wanted = net.clone();
-        if let Some(mac) = uplink::wanted_mac(net, &d) {
+        if let Some(mac) = takeover::wanted_mac(net, &d) {
             wanted.mac = mac;
         }
         self.plan_bridge_attrs(&wanted, &b, wanted_bridge_attrs(net));
@@ -717,7 +612,7 @@ impl Planner<'_> {
     /// or only the old bridge this plan deletes. A port enslaved elsewhere
     /// since then was moved on purpose and is left there.
     fn plan_port_reattach(&mut self, net: &DesiredNetwork, old_index: Option<u32>) {
-        let Some(remembered) = self.observed.ports.get(&net.name) else {
+        let Some(remembered) = self.remembered.ports.get(&net.name) else {
             return;
         };
         let free: Vec<String> = remembered
@@ -986,44 +881,6 @@ impl Planner<'_> {
 }
 
 /// The sysctls a pass reads: host-wide ones and those of desired bridges.
-pub fn sysctl_keys(desired: &DesiredState) -> Vec<Sysctl> {
-    let mut keys = vec![Sysctl::IpForward, Sysctl::Ipv6Forwarding];
-    for net in desired
-        .networks
-        .values()
-        .filter(|n| n.spec.mode != Mode::Bridge)
-    {
-        keys.push(Sysctl::DisableIpv6(net.bridge.clone()));
-        keys.push(Sysctl::AcceptRa(net.bridge.clone()));
-    }
-    keys
-}
-
-pub fn wanted_routes(net: &DesiredNetwork) -> Vec<WantedRoute> {
-    net.spec
-        .routes
-        .iter()
-        .map(|r| WantedRoute {
-            destination: r.to.0.trunc(),
-            gateway: r.via,
-            metric: r.metric.unwrap_or(if r.via.is_ipv4() { 0 } else { 1024 }),
-        })
-        .collect()
-}
-
-/// The bridge attributes the kernel will hold for `net` (with STP on it
-/// keeps the forward delay within 2s to 30s: libvirt's "stp on, delay 0"
-/// means 2s).
-pub fn wanted_bridge_attrs(net: &DesiredNetwork) -> BridgeAttrs {
-    let forward_delay_cs =
-        u32::try_from(net.spec.bridge.delay.0.as_millis() / 10).unwrap_or(u32::MAX);
-    BridgeAttrs {
-        stp: net.spec.bridge.stp,
-        forward_delay_cs,
-    }
-    .effective()
-}
-
 fn route_object(destination: IpNet, gateway: Option<IpAddr>, link: Option<&str>) -> String {
     let mut s = destination.to_string();
     if let Some(gw) = gateway {
@@ -1033,10 +890,6 @@ fn route_object(destination: IpNet, gateway: Option<IpAddr>, link: Option<&str>)
         s.push_str(&format!(" dev {link}"));
     }
     s
-}
-
-fn is_ipv6_link_local(addr: IpAddr) -> bool {
-    matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 fn on_off(b: bool) -> String {
@@ -1050,9 +903,6 @@ pub fn centis(cs: u32) -> String {
 fn show(value: Option<u32>) -> String {
     value.map_or("absent".to_string(), |v| v.to_string())
 }
-
-/// Sysctl values as observed: `None` when the sysctl does not exist.
-pub type SysctlValues = HashMap<Sysctl, Option<u32>>;
 
 #[cfg(test)]
 mod tests;

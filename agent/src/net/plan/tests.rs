@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::*;
+use crate::config::load::load_dir;
 use crate::kernel::{Address, Route};
-use crate::load::load_dir;
 
 fn desired(text: &str) -> DesiredState {
     let state = crate::testutil::desired(text);
@@ -266,11 +266,21 @@ fn move_all(o: &mut Observed, from: u32, to: u32) {
 
 const PRUNE: PlanOptions = PlanOptions { prune: true };
 
+/// A plan with nothing remembered.
+fn plan(d: &DesiredState, o: &Observed, options: PlanOptions) -> Plan {
+    super::plan(d, o, &Remembered::default(), options)
+}
+
 /// Converges `o` towards `d` and checks that one pass suffices.
 fn converge(d: &DesiredState, o: &mut Observed) -> Plan {
-    let p = plan(d, o, PRUNE);
+    converge_remembering(d, o, &Remembered::default())
+}
+
+/// Converges `o` towards `d`, with `m` remembered, in one pass.
+fn converge_remembering(d: &DesiredState, o: &mut Observed, m: &Remembered) -> Plan {
+    let p = super::plan(d, o, m, PRUNE);
     simulate(o, &p.steps);
-    let again = plan(d, o, PRUNE);
+    let again = super::plan(d, o, m, PRUNE);
     assert!(
         again.steps.is_empty() && again.drift.is_empty(),
         "not converged in one pass: {again:#?}"
@@ -525,23 +535,30 @@ fn owned_link_of_wrong_kind_is_recreated() {
     );
 }
 
-/// `o` with guest ports vnet0 and vnet1 on virbr-n, remembered as such.
-fn with_guest_ports(o: &mut Observed) -> u32 {
+/// `o` with guest ports vnet0 and vnet1 on virbr-n; returns the bridge's
+/// index and the memory of those ports.
+fn with_guest_ports(o: &mut Observed) -> (u32, Remembered) {
     let bridge = o.kernel.link_by_name("virbr-n").unwrap().index;
     for (index, name) in [(50, "vnet0"), (51, "vnet1")] {
         let mut port = link(index, name, Some("tun"), None);
         port.master = Some(bridge);
         o.kernel.links.push(port);
     }
-    o.ports = crate::ports::learn(&Default::default(), &desired(NAT), &o.kernel);
-    bridge
+    let m = Remembered {
+        ports: crate::net::ports::learn(&Default::default(), &desired(NAT), &o.kernel),
+        ..Remembered::default()
+    };
+    (bridge, m)
 }
 
 #[test]
 fn a_recreated_bridge_gets_its_guest_ports_back() {
     let (d, mut o) = in_sync(NAT);
-    let bridge = with_guest_ports(&mut o);
-    assert!(plan(&d, &o, PRUNE).steps.is_empty(), "ports are no drift");
+    let (bridge, m) = with_guest_ports(&mut o);
+    assert!(
+        super::plan(&d, &o, &m, PRUNE).steps.is_empty(),
+        "ports are no drift"
+    );
     // Deleted by hand: the kernel releases the ports. vnet1 is then moved
     // to another bridge on purpose, and stays there.
     o.kernel.links.retain(|l| l.index != bridge);
@@ -554,7 +571,7 @@ fn a_recreated_bridge_gets_its_guest_ports_back() {
             _ => None,
         };
     }
-    let p = converge(&d, &mut o);
+    let p = converge_remembering(&d, &mut o, &m);
     let a = actions(&p);
     assert_eq!(
         a.last().map(String::as_str),
@@ -570,9 +587,9 @@ fn a_recreated_bridge_gets_its_guest_ports_back() {
 #[test]
 fn a_bridge_recreated_for_its_kind_keeps_its_guest_ports() {
     let (d, mut o) = in_sync(NAT);
-    with_guest_ports(&mut o);
+    let (_, m) = with_guest_ports(&mut o);
     bridge_mut(&mut o, "virbr-n").kind = Some("dummy".into());
-    let p = converge(&d, &mut o);
+    let p = converge_remembering(&d, &mut o, &m);
     let a = actions(&p);
     assert!(a.contains(&"enslave vnet0 to virbr-n".to_string()), "{a:?}");
     assert!(a.contains(&"enslave vnet1 to virbr-n".to_string()), "{a:?}");
@@ -832,7 +849,10 @@ fn renaming_a_bridged_bridge_moves_the_uplink_over_in_one_pass() {
 #[test]
 fn a_bridged_bridge_deleted_by_hand_gets_the_lan_configuration_back() {
     let (d, mut o) = in_sync(BRIDGED);
-    o.lans = crate::lanstate::learn(&Default::default(), &d, &o.kernel);
+    let m = Remembered {
+        lans: crate::net::bridged::lan::learn(&Default::default(), &d, &o.kernel),
+        ..Remembered::default()
+    };
     let with_bridge = o.kernel.clone();
     // The kernel deletes the bridge's addresses and routes with it.
     let br0 = o.kernel.link_by_name("br0").unwrap().index;
@@ -845,7 +865,7 @@ fn a_bridged_bridge_deleted_by_hand_gets_the_lan_configuration_back() {
         .find(|l| l.name == "eno1")
         .unwrap()
         .master = None;
-    let p = converge(&d, &mut o);
+    let p = converge_remembering(&d, &mut o, &m);
     assert_eq!(
         actions(&p),
         ["enslave uplink eno1 into new bridge br0 and move 0 address(es) and 0 route(s) onto it, restore the 1 address(es) and 1 route(s) it had before it was deleted, then probe gateway 10.12.17.1 by ARP within 2s"]
@@ -869,13 +889,16 @@ fn a_recreated_bridged_bridge_is_in_sync_and_gets_guest_ports_back() {
     let mut port = link(40, "vnet0", Some("tun"), None);
     port.master = Some(br0);
     o.kernel.links.push(port);
-    o.ports = crate::ports::learn(&Default::default(), &d, &o.kernel);
-    assert_eq!(o.ports["b"].len(), 1, "the uplink is no guest port");
-    assert!(plan(&d, &o, PRUNE).steps.is_empty());
+    let m = Remembered {
+        ports: crate::net::ports::learn(&Default::default(), &d, &o.kernel),
+        ..Remembered::default()
+    };
+    assert_eq!(m.ports["b"].len(), 1, "the uplink is no guest port");
+    assert!(super::plan(&d, &o, &m, PRUNE).steps.is_empty());
     // Down and MAC changed by hand: repaired to the uplink's MAC.
     let l = bridge_mut(&mut o, "br0");
     l.admin_up = false;
     l.mac = Some([2, 0, 0, 0, 0, 1]);
-    let a = actions(&converge(&d, &mut o));
+    let a = actions(&converge_remembering(&d, &mut o, &m));
     assert_eq!(a, ["set MAC 00:e0:70:e8:fd:02 on br0", "bring br0 up"]);
 }

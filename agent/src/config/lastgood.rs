@@ -8,9 +8,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::desired::DesiredState;
-use crate::files::write_atomic;
-use crate::load::{self, parse_bytes, DirError, FileLoad, Format};
+use crate::config::desired::DesiredState;
+use crate::config::load::{self, parse_bytes, DirError, FileLoad, Format};
+use crate::core::fs::write_atomic;
 
 /// The store: `<state-dir>/last-good/<file name>` (the config directory is
 /// flat, so the file name identifies the file).
@@ -144,7 +144,7 @@ impl LastGood {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::load_dir;
+    use crate::config::load::load_dir;
     use std::path::PathBuf;
 
     const GOOD: &str =

@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
-use crate::diagnostic::Location;
+use crate::config::diagnostic::Location;
 
 /// One step of a path into a document.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

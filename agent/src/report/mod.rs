@@ -4,16 +4,20 @@
 //! The JSON shape is a documented interface (README, "Reports"): fields are
 //! only ever added, never renamed or removed, within `version` 1.
 
+pub mod metrics;
+pub mod show;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::apply::{Outcome, StepResult};
-use crate::desired::DesiredState;
-use crate::diagnostic::Diagnostic;
-use crate::plan::{Drift, Plan};
+use crate::config::desired::DesiredState;
+use crate::config::diagnostic::Diagnostic;
+use crate::core::Drift;
+use crate::core::{Outcome, StepResult};
+use crate::net::plan::Plan;
 
 /// Which kind of pass made the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,10 +9,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::diagnostic::{Diagnostic, Location};
-use crate::locate::Locator;
-use crate::model::Network;
-use crate::parse;
+use crate::config::diagnostic::{Diagnostic, Location};
+use crate::config::locate::Locator;
+use crate::config::model::Network;
+use crate::config::parse;
 
 /// The syntax of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

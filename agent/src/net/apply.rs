@@ -3,34 +3,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use serde::Serialize;
-
+use crate::core::{Outcome, StepResult};
 use crate::kernel::sysctl::{Sysctl, Sysctls};
 use crate::kernel::{KernelError, LinkRef, Netlink, RouteSpec, Snapshot};
-use crate::plan::{Action, Step};
-use crate::uplink;
-
-/// What became of one step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", content = "error", rename_all = "lowercase")]
-pub enum StepResult {
-    Done,
-    Failed(String),
-    /// Not tried, because an earlier step of the same network failed.
-    Skipped(String),
-}
-
-/// A repair and its result. Made by kernel steps here, and by the firewall
-/// and DHCP subsystems alike.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
-    /// The network served; `None` for host-wide repairs.
-    #[serde(skip)]
-    pub network: Option<String>,
-    pub action: String,
-    #[serde(flatten)]
-    pub result: StepResult,
-}
+use crate::net::bridged::rollback;
+use crate::net::plan::{Action, Step};
 
 /// Runs `steps` against the namespace observed in `snapshot`.
 pub async fn apply(
@@ -176,8 +153,8 @@ async fn run(
 ) -> Result<(), String> {
     match action {
         // Compound actions that report their own rollback.
-        Action::TakeOverUplink(t) => uplink::take_over(netlink, indexes, t).await,
-        Action::GiveBackUplink(g) => uplink::give_back(netlink, indexes, g).await,
+        Action::TakeOverUplink(t) => rollback::take_over(netlink, indexes, t).await,
+        Action::GiveBackUplink(g) => rollback::give_back(netlink, indexes, g).await,
         _ => run_kernel(netlink, sysctls, indexes, action)
             .await
             .map_err(|e| e.to_string()),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::apply::StepResult;
+use crate::core::StepResult;
 use crate::report::{NetworkState, PassReport};
 
 /// Upper bounds (seconds) of the pass duration histogram.
@@ -243,9 +243,10 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::Outcome;
-    use crate::desired::DesiredState;
-    use crate::plan::{Change, Drift, Plan, Resource};
+    use crate::config::desired::DesiredState;
+    use crate::core::Outcome;
+    use crate::core::{Change, Drift, Resource};
+    use crate::net::plan::Plan;
     use crate::report::PassKind;
 
     #[test]

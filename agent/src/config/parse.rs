@@ -13,9 +13,9 @@ use std::path::Path;
 
 use serde::Deserializer;
 
-use crate::diagnostic::{Diagnostic, Location};
-use crate::locate::{KeyPath, Locator, Seg, Target};
-use crate::model::{Network, NetworksFile};
+use crate::config::diagnostic::{Diagnostic, Location};
+use crate::config::locate::{KeyPath, Locator, Seg, Target};
+use crate::config::model::{Network, NetworksFile};
 
 /// Parses a TOML document; `locator` is the position index of the same text.
 pub fn toml(path: &Path, text: &str, locator: &Locator) -> Result<NetworksFile, Vec<Diagnostic>> {

@@ -6,9 +6,9 @@
 use std::fs;
 use std::path::Path;
 
-use crate::desired::DesiredState;
+use crate::config::desired::DesiredState;
+use crate::config::model::Mode;
 use crate::kernel::Snapshot;
-use crate::model::Mode;
 
 /// Warnings for the uplinks of bridged networks that a network manager
 /// manages. The managers run in the initial network namespace and manage

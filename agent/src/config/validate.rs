@@ -7,11 +7,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::desired::{DesiredNetwork, DesiredState, RejectedFile};
-use crate::diagnostic::Diagnostic;
-use crate::load::{FileLoad, ParsedFile};
-use crate::locate::{KeyPath, Target};
-use crate::model::{DhcpConfig, IpConfig, LeaseTime, Mode, Network, PortForward, PortRange, Proto};
+use crate::config::desired::{DesiredNetwork, DesiredState, RejectedFile};
+use crate::config::diagnostic::Diagnostic;
+use crate::config::load::{FileLoad, ParsedFile};
+use crate::config::locate::{KeyPath, Target};
+use crate::config::model::{
+    DhcpConfig, IpConfig, LeaseTime, Mode, Network, PortForward, PortRange, Proto,
+};
 
 /// The longest network name: it appears in link aliases, file names and
 /// firewall comments.
@@ -20,6 +22,13 @@ const MAX_NETWORK_NAME: usize = 64;
 const MIN_LEASE_SECS: u64 = 120;
 /// The kernel's bounds for the STP forward delay.
 const MAX_FORWARD_DELAY_SECS: u64 = 30;
+
+impl DesiredState {
+    /// Validates loaded files: each file is accepted or rejected as a whole.
+    pub fn from_loads(loads: Vec<FileLoad>) -> DesiredState {
+        validate(loads)
+    }
+}
 
 /// Validates loaded files into the desired state.
 pub fn validate(loads: Vec<FileLoad>) -> DesiredState {
@@ -261,7 +270,7 @@ fn check_bridge(r: &mut Reporter, at: &KeyPath, name: &str, net: &Network) {
         let bridge_name = bridge
             .name
             .clone()
-            .unwrap_or_else(|| crate::desired::default_bridge_name(name));
+            .unwrap_or_else(|| crate::config::desired::default_bridge_name(name));
         if *uplink == bridge_name {
             r.error(
                 &KeyPath::network(name).key("uplink"),
@@ -966,7 +975,7 @@ fn claims<'a>(file: usize, name: &'a str, net: &Network) -> Vec<Claimed<'a>> {
         .bridge
         .name
         .clone()
-        .unwrap_or_else(|| crate::desired::default_bridge_name(name));
+        .unwrap_or_else(|| crate::config::desired::default_bridge_name(name));
     push(at.key("bridge").key("name"), Claim::Bridge(bridge));
     if let Some(uplink) = &net.uplink {
         let claim = if net.mode == Mode::Bridge {
@@ -1115,7 +1124,7 @@ fn check_across(files: &[ParsedFile]) -> BTreeMap<usize, Vec<Diagnostic>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::parse_bytes;
+    use crate::config::load::parse_bytes;
     use std::path::Path;
 
     fn state(files: &[(&str, &str)]) -> DesiredState {

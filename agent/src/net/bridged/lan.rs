@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::DesiredState;
-use crate::files::write_atomic;
+use crate::config::desired::DesiredState;
+use crate::config::model::Mode;
+use crate::core::fs::write_atomic;
+use crate::core::link_owner;
+use crate::kernel::Link;
 use crate::kernel::{Address, Route, Snapshot};
-use crate::model::Mode;
-use crate::plan::{link_owner, movable_addresses, movable_routes};
+use crate::net::wanted::is_ipv6_link_local;
 
 /// What a bridged network's bridge carried, and for which uplink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +132,41 @@ impl LanStore {
 
 fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// rtm_protocol of routes the kernel makes itself (prefix routes of
+/// addresses): they follow the addresses and are never moved.
+const RTPROT_KERNEL: u8 = 2;
+/// rtm_protocol of routes learned from router advertisements: the kernel
+/// learns them again on the bridge.
+const RTPROT_RA: u8 = 9;
+/// The local table: the kernel's routes to the host's own addresses.
+const RT_TABLE_LOCAL: u32 = 255;
+
+/// The addresses of `link` that move with it: all but IPv6 link-local ones
+/// (each link has its own).
+pub fn movable_addresses(snapshot: &Snapshot, link: &Link) -> Vec<Address> {
+    snapshot
+        .addresses_of(link.index)
+        .filter(|a| !is_ipv6_link_local(a.address))
+        .cloned()
+        .collect()
+}
+
+/// The routes through `link` that move with it: all but the kernel's own
+/// (prefix and local routes, remade with the addresses) and RA-learned ones,
+/// on-link routes first.
+pub fn movable_routes(snapshot: &Snapshot, link: &Link) -> Vec<Route> {
+    let mut routes: Vec<Route> = snapshot
+        .routes
+        .iter()
+        .filter(|r| r.oif == Some(link.index))
+        .filter(|r| r.table != RT_TABLE_LOCAL)
+        .filter(|r| r.protocol != RTPROT_KERNEL && r.protocol != RTPROT_RA)
+        .cloned()
+        .collect();
+    routes.sort_by_key(|r| r.gateway.is_some());
+    routes
 }
 
 #[cfg(test)]

@@ -4,10 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::diagnostic::Diagnostic;
-use crate::load::FileLoad;
-use crate::model::{MacAddr, Network};
-use crate::validate;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::model::{MacAddr, Network};
 
 /// A validated network with its defaults resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,11 +59,6 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
-    /// Validates loaded files: each file is accepted or rejected as a whole.
-    pub fn from_loads(loads: Vec<FileLoad>) -> DesiredState {
-        validate::validate(loads)
-    }
-
     pub fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
         self.rejected.iter().flat_map(|r| &r.diagnostics)
     }

@@ -4,6 +4,8 @@
 //! arrive during a pass are coalesced into one more pass; a failed pass is
 //! retried with capped exponential backoff.
 
+pub mod http;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,15 +17,14 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::apply::StepResult;
-use crate::files::write_atomic;
-use crate::http;
+use crate::config::lastgood::LastGood;
+use crate::config::load;
+use crate::core::fs::write_atomic;
+use crate::core::StepResult;
+use crate::core::ALIAS_PREFIX;
 use crate::kernel::events::{self, KernelEvent};
-use crate::lastgood::LastGood;
-use crate::load;
-use crate::metrics::Metrics;
-use crate::plan::ALIAS_PREFIX;
 use crate::reconcile::Reconciler;
+use crate::report::metrics::Metrics;
 use crate::report::PassReport;
 
 /// Triggers are collected until none has come for this long: a bridge

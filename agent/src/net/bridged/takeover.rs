@@ -1,26 +1,19 @@
 //! Mode bridge with an uplink: planning the move of the uplink `D` into the
 //! bridge `B` (and back), as pure data that apply carries out in one go with
-//! a connectivity probe and an exact rollback (see `crate::uplink`).
+//! a connectivity probe and an exact rollback (see `crate::net::bridged::rollback`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use crate::desired::DesiredNetwork;
+use crate::config::desired::DesiredNetwork;
+use crate::config::model::MacAddr;
 use crate::kernel::{Address, BridgeSettings, Link, Route, Snapshot};
-use crate::lanstate::SavedLan;
-use crate::model::MacAddr;
+use crate::net::bridged::lan::SavedLan;
 
-use super::{is_ipv6_link_local, owner_alias, wanted_bridge_attrs};
-
-/// rtm_protocol of routes the kernel makes itself (prefix routes of
-/// addresses): they follow the addresses and are never moved.
-const RTPROT_KERNEL: u8 = 2;
-/// rtm_protocol of routes learned from router advertisements: the kernel
-/// learns them again on the bridge.
-const RTPROT_RA: u8 = 9;
-/// The local table: the kernel's routes to the host's own addresses.
-const RT_TABLE_LOCAL: u32 = 255;
+use crate::core::owner_alias;
+use crate::net::bridged::lan::{movable_addresses, movable_routes};
+use crate::net::wanted::wanted_bridge_attrs;
 
 /// Creating `B` with `D`'s MAC and MTU, enslaving `D` and moving its
 /// addresses and routes onto `B`; then probing.
@@ -37,7 +30,7 @@ pub struct TakeOver {
     /// reachable when its route is added).
     pub routes: Vec<Route>,
     /// Addresses and routes the bridge carried before it was deleted by
-    /// hand (see `crate::lanstate`), put back on it. A rollback does not put
+    /// hand (see `crate::net::bridged::lan`), put back on it. A rollback does not put
     /// them on the uplink: it restores the state found.
     pub restored_addresses: Vec<Address>,
     pub restored_routes: Vec<Route>,
@@ -113,32 +106,6 @@ impl fmt::Display for GiveBack {
             self.uplink
         )
     }
-}
-
-/// The addresses of `link` that move with it: all but IPv6 link-local ones
-/// (each link has its own).
-pub fn movable_addresses(snapshot: &Snapshot, link: &Link) -> Vec<Address> {
-    snapshot
-        .addresses_of(link.index)
-        .filter(|a| !is_ipv6_link_local(a.address))
-        .cloned()
-        .collect()
-}
-
-/// The routes through `link` that move with it: all but the kernel's own
-/// (prefix and local routes, remade with the addresses) and RA-learned ones,
-/// on-link routes first.
-pub fn movable_routes(snapshot: &Snapshot, link: &Link) -> Vec<Route> {
-    let mut routes: Vec<Route> = snapshot
-        .routes
-        .iter()
-        .filter(|r| r.oif == Some(link.index))
-        .filter(|r| r.table != RT_TABLE_LOCAL)
-        .filter(|r| r.protocol != RTPROT_KERNEL && r.protocol != RTPROT_RA)
-        .cloned()
-        .collect();
-    routes.sort_by_key(|r| r.gateway.is_some());
-    routes
 }
 
 /// Plans taking `uplink` into the network's bridge, or says why not.

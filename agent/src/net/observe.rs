@@ -1,24 +1,16 @@
 //! Observation: what the kernel holds now, read in one dump per object type
 //! plus the few sysctls kvmnet manages.
 
-use crate::desired::DesiredState;
+use crate::config::desired::DesiredState;
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result, Snapshot};
-use crate::lanstate::SavedLans;
-use crate::plan::{sysctl_keys, SysctlValues};
-use crate::ports::RememberedPorts;
+use crate::net::wanted::{sysctl_keys, SysctlValues};
 
 /// The observed state a plan is made against.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     pub kernel: Snapshot,
     pub sysctls: SysctlValues,
-    /// The guest ports remembered for each network (see [`crate::ports`]);
-    /// filled in by the reconciler, which owns the memory.
-    pub ports: RememberedPorts,
-    /// What the bridges of bridged networks carried (see [`crate::lanstate`]);
-    /// filled in by the reconciler likewise.
-    pub lans: SavedLans,
 }
 
 /// Observes the kernel objects and the sysctls that `desired` involves.
@@ -36,7 +28,5 @@ pub async fn observe(
     Ok(Observed {
         kernel,
         sysctls: values,
-        ports: RememberedPorts::new(),
-        lans: SavedLans::new(),
     })
 }
