@@ -3,6 +3,9 @@
 //! Serde reads it from TOML and YAML alike; schemars derives the JSON Schema
 //! users point their editors at. Every struct refuses unknown keys, so a typo
 //! is an error at its own line instead of a silently ignored setting.
+//!
+//! Long on purpose: the whole file format in one place, each key with the
+//! description the JSON Schema shows.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -213,7 +216,7 @@ pub struct IpConfig {
 }
 
 /// DHCP on one subnet.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DhcpConfig {
     /// Address ranges handed out dynamically.
@@ -225,6 +228,24 @@ pub struct DhcpConfig {
     /// Lease time ("1h", "infinite"). Default: dnsmasq's (1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseTime>,
+    /// Release leases the files no longer give their client (its
+    /// reservation moved, its address is reserved for another client, or it
+    /// lies outside every range) in the running dnsmasq, so that the
+    /// client's next DHCP exchange gets the right address. false: report
+    /// them as drift only. Default true.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub release_stale: bool,
+}
+
+impl Default for DhcpConfig {
+    fn default() -> DhcpConfig {
+        DhcpConfig {
+            ranges: Vec::new(),
+            hosts: Vec::new(),
+            lease: None,
+            release_stale: true,
+        }
+    }
 }
 
 /// A range of addresses, both ends included.

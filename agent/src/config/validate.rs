@@ -1,6 +1,9 @@
 //! Validation: everything a careful operator wants caught before it reaches a
 //! kernel. All problems are reported at once, each located to line and
 //! column; a file with any problem is rejected as a whole.
+//!
+//! Long on purpose: every rule of the file format stands here, in the order
+//! of the format, so that it can be read against docs/configuration.md.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

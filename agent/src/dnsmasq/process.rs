@@ -68,6 +68,11 @@ impl Supervisor {
         self.writes.load(Ordering::Relaxed)
     }
 
+    /// Counts a change made on the instances' behalf (a lease released).
+    pub fn count_write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// From now on, every instance observed alive or started is watched, and
     /// `hook` runs when it exits (the daemon's trigger for a pass).
     pub fn on_exit(&self, hook: ExitHook) {

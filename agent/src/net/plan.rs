@@ -1,6 +1,10 @@
 //! Diff and plan: a pure function of the desired and the observed state that
 //! yields the drift (what differs, where, wanted, found) and the ordered steps
 //! that repair it. No I/O here: every rule is unit-tested without root.
+//!
+//! Long on purpose: one planner, whose methods share one way of recording
+//! drift, steps and failures, walks every kind of kernel object. Bridged
+//! mode's take-over is planned in [`crate::net::bridged::takeover`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;

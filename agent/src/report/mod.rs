@@ -205,7 +205,7 @@ impl PassReport {
         }
     }
 
-    /// Design §3: check exits 0 in sync, 2 on drift, 1 on error; converge
+    /// The exit code: check exits 0 in sync, 2 on drift, 1 on error; converge
     /// exits 0 when converged, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self.result {

@@ -1,5 +1,6 @@
 //! Plan tests against a simulated kernel: every example converges in one
 //! pass, an in-sync host plans nothing, and each kind of drift is found.
+//! One file for the planner's tests, like the planner itself.
 
 use std::net::IpAddr;
 use std::path::Path;
