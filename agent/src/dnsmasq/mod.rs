@@ -42,11 +42,21 @@ impl Supervisor {
         let host_resolvers = std::fs::read_to_string(RESOLV_CONF)
             .map(|text| render::parse_resolv_conf(&text))
             .unwrap_or_default();
+        // A network render refuses keeps whatever runs, like one that
+        // cannot be converged.
+        let mut untouched = untouched.clone();
         for net in desired.networks.values() {
             let paths = self.dirs().instance(&net.name);
-            if let Some(files) = render::render(net, &paths, self.run_as(), &host_resolvers) {
-                wanted.insert(net.name.clone(), files);
-                bridges.insert(net.name.clone(), net.bridge.clone());
+            match render::render(net, &paths, self.run_as(), &host_resolvers) {
+                Ok(Some(files)) => {
+                    wanted.insert(net.name.clone(), files);
+                    bridges.insert(net.name.clone(), net.bridge.clone());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(network = %net.name, "dnsmasq: {e}");
+                    untouched.insert(net.name.clone());
+                }
             }
         }
         let observed = self.observe(desired.networks.keys().map(String::as_str));
@@ -55,7 +65,7 @@ impl Supervisor {
             wanted: &wanted,
             bridges: &bridges,
             observed: &observed,
-            untouched,
+            untouched: &untouched,
             desired: &names,
             prune,
         })

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::{rule_comment, Chain, Hook, Rule, Table, STRUCTURAL};
 use crate::desired::DesiredNetwork;
 use crate::model::{Mode, PortForward, PortRange, Proto};
+use crate::validate::is_safe_ifname;
 
 pub const FORWARD: &str = "forward";
 pub const GUEST_CROSS: &str = "guest_cross";
@@ -107,6 +108,15 @@ fn forwarding(net: &DesiredNetwork, subnet: IpNet) -> Forwarding {
 /// One network's rules, each carrying the network's comment.
 fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
     if !has_rules(net.spec.mode) {
+        return Vec::new();
+    }
+    // The last guard (validation refuses these names first): nft reads
+    // `iifname "kv*"` as a wildcard, so an unsafe name gets no rule at all.
+    if let Some(name) = std::iter::once(&net.bridge)
+        .chain(&net.spec.uplink)
+        .find(|name| !is_safe_ifname(name))
+    {
+        tracing::error!(network = %net.name, "firewall: refusing to render rules for interface name {name:?}");
         return Vec::new();
     }
     let comment = rule_comment(&net.name);
