@@ -345,14 +345,16 @@ fn leases_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Loads the given files and directories; an unreadable directory becomes a
-/// diagnostic of its own.
+/// Loads the given files and directories (a directory as the daemon reads
+/// it; `format` is for files without a telling extension, which a
+/// directory's are not); an unreadable directory becomes a diagnostic of
+/// its own.
 fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
     let mut loads = Vec::new();
     for path in paths {
         if path.is_dir() {
-            match load::config_files(path) {
-                Ok(files) => loads.extend(files.iter().map(|f| load::load_file(f, format))),
+            match load::load_dir(path) {
+                Ok(files) => loads.extend(files),
                 Err(e) => loads.push(FileLoad {
                     path: path.clone(),
                     result: Err(vec![Diagnostic::file_level(path, e.to_string())]),

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::desired::DesiredState;
-use crate::files::write_atomic;
+use crate::files::{write_atomic, PRIVATE};
 use crate::kernel::{Address, Route, Snapshot};
 use crate::model::Mode;
 use crate::plan::{link_owner, movable_addresses, movable_routes};
@@ -108,7 +108,7 @@ impl LanStore {
             if old.get(name) != Some(lan) {
                 let path = self.path(name);
                 let text = serde_json::to_vec_pretty(lan).expect("a LAN record serializes");
-                write_atomic(&path, &text).map_err(|e| context(e, "write", &path))?;
+                write_atomic(&path, &text, PRIVATE).map_err(|e| context(e, "write", &path))?;
             }
         }
         for name in old.keys().filter(|n| !new.contains_key(*n)) {

@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::desired::DesiredState;
-use crate::files::write_atomic;
+use crate::files::{write_atomic, PRIVATE};
 use crate::kernel::Snapshot;
 use crate::plan::link_owner;
 
@@ -97,7 +97,7 @@ impl PortStore {
 
     pub fn save(&self, ports: &RememberedPorts) -> io::Result<()> {
         let text = serde_json::to_vec_pretty(ports).expect("port names serialize");
-        write_atomic(&self.path, &text)
+        write_atomic(&self.path, &text, PRIVATE)
             .map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", self.path.display())))
     }
 }
