@@ -36,8 +36,8 @@ pub struct Cli {
     #[arg(long)]
     pub check: bool,
     /// Daemon: serve Prometheus metrics (/metrics) and /healthz on this
-    /// address, e.g. 127.0.0.1:9477.
-    #[arg(long, value_name = "ADDR")]
+    /// address, e.g. 127.0.0.1:9477; a port alone means loopback.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_address)]
     pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub global: GlobalOptions,
@@ -422,4 +422,34 @@ fn validate_command(paths: &[PathBuf], format: Option<Format>, output: OutputFor
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
 fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `--metrics-listen`: an address with its port, or a port alone, which
+/// binds loopback: the endpoint is unauthenticated, so reaching it from
+/// elsewhere must be asked for by address.
+fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok((std::net::Ipv4Addr::LOCALHOST, port).into());
+    }
+    text.parse().map_err(|_| {
+        format!("{text:?} is neither ADDRESS:PORT (127.0.0.1:9477, [::1]:9477) nor a port")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metrics_port_alone_listens_on_loopback() {
+        assert_eq!(
+            parse_listen_address("9477").unwrap(),
+            "127.0.0.1:9477".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_address("[::]:9477").unwrap(),
+            "[::]:9477".parse().unwrap()
+        );
+        assert!(parse_listen_address("localhost:9477").is_err());
+    }
 }

@@ -519,6 +519,14 @@ networks:
     }
 
     #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = load_file(dir.path(), Some(Format::Toml));
+        let text = messages(&[load]).join("\n");
+        assert!(text.contains("not a regular file"), "{text}");
+    }
+
+    #[test]
     fn big_files_and_directories_are_refused_unread() {
         let dir = tempfile::tempdir().unwrap();
         let mut big = "# padding\n".repeat((MAX_FILE_BYTES / 10) as usize);

@@ -246,13 +246,23 @@ fn modes_under(dir: &Path) -> Vec<(PathBuf, u32)> {
     out
 }
 
+/// Also: the soft open-files limit is raised to the hard one.
 #[test]
 fn under_umask_000_nothing_the_agent_writes_is_writable_by_others() {
     let env = AgentEnv::new();
     env.write_config("nat.toml", NAT);
     let agent = env.command(&["--interval", "1h"]);
+    // Started with a soft open-files limit below the hard one, too.
     let mut daemon = Background::spawn(wrapped(
-        &["sh", "-c", "umask 000; exec \"$@\"", "sh"],
+        &[
+            "prlimit",
+            "--nofile=1024:4096",
+            "--",
+            "sh",
+            "-c",
+            "umask 000; exec \"$@\"",
+            "sh",
+        ],
         &agent,
     ));
     let last_good = env.state_dir().join("last-good");
@@ -269,6 +279,20 @@ fn under_umask_000_nothing_the_agent_writes_is_writable_by_others() {
         },
     );
     assert!(daemon.is_running(), "{}", daemon.stderr());
+    // prlimit, sh and ip netns exec each exec the next: the pid is the agent's.
+    let proc = PathBuf::from(format!("/proc/{}", daemon.pid()));
+    assert_eq!(
+        std::fs::read_to_string(proc.join("comm")).unwrap(),
+        "kvmnet-agent\n"
+    );
+    let limits = std::fs::read_to_string(proc.join("limits")).unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files"));
+    let fields: Vec<&str> = open_files.unwrap().split_whitespace().collect();
+    assert_eq!(
+        fields[3..5],
+        ["4096", "4096"],
+        "the soft limit raised to the hard one: {limits}"
+    );
 
     let all: Vec<_> = [env.run_dir(), env.state_dir()]
         .iter()
