@@ -155,6 +155,13 @@ fn check_network(r: &mut Reporter, name: &str, net: &Network) {
     }
 }
 
+/// Whether `name` is a network name `check_network_name` accepts: it is
+/// written into link aliases, file names, firewall comments and dnsmasq's
+/// configuration.
+pub fn is_safe_network_name(name: &str) -> bool {
+    check_network_name(name).is_ok()
+}
+
 fn check_network_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("it is empty".into());

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use crate::desired::DesiredNetwork;
 use crate::model::{DhcpConfig, LeaseTime, Mode};
-use crate::validate::{is_safe_dns_name, is_safe_ifname};
+use crate::validate::{is_safe_dns_name, is_safe_ifname, is_safe_network_name};
 
 use super::paths::InstancePaths;
 
@@ -71,6 +71,12 @@ pub fn render(
 /// DNS name (a newline or ',' would add a directive or a host). Refuses,
 /// never quotes: dnsmasq has no quoting these fields all honour.
 fn check_names(net: &DesiredNetwork) -> Result<(), String> {
+    if !is_safe_network_name(&net.name) {
+        return Err(format!(
+            "refusing to render dnsmasq's configuration for network name {:?}",
+            net.name
+        ));
+    }
     if !is_safe_ifname(&net.bridge) {
         return Err(format!(
             "refusing to render dnsmasq's configuration for bridge name {:?}",
@@ -504,6 +510,8 @@ address = "192.168.40.1/24"
         ] {
             assert!(render_case(&net("virbr-n", dns)).is_err(), "{dns}");
         }
+        let renamed = net("virbr-n", "").replace("networks.n", "networks.\"n\\nport=0\"");
+        assert!(render_case(&renamed).is_err());
         assert!(render_case(&net("virbr-n", "dns.domain = \"lab.test\"\n")).is_ok());
     }
 
