@@ -5,14 +5,14 @@ use std::path::Path;
 #[test]
 fn checked_in_schema_is_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/kvmnet.schema.json");
-    let generated = kvmnet::model::json_schema();
-    if std::env::var_os("KVMNET_UPDATE_SCHEMA").is_some() {
+    let generated = kvmnet::config::model::json_schema();
+    if std::env::var_os("KVMNET_BLESS").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         checked_in == generated,
-        "schema/kvmnet.schema.json is out of date: run `KVMNET_UPDATE_SCHEMA=1 cargo test -p kvmnet --test schema` and commit it"
+        "schema/kvmnet.schema.json is out of date: run `KVMNET_BLESS=1 cargo test -p kvmnet --test schema` and commit it"
     );
 }
 
@@ -36,7 +36,8 @@ fn yaml_examples_point_at_the_schema() {
 /// (the corpus's hostile names among them), and accepts what it accepts.
 #[test]
 fn schema_and_validation_agree_on_interface_names() {
-    let schema: serde_json::Value = serde_json::from_str(&kvmnet::model::json_schema()).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(&kvmnet::config::model::json_schema()).unwrap();
     for pointer in [
         "/$defs/BridgeConfig/properties/name/pattern",
         "/$defs/Network/properties/uplink/pattern",
@@ -60,7 +61,10 @@ fn schema_and_validation_agree_on_interface_names() {
             "virbr-ßßßß",
         ] {
             assert!(!pattern.is_match(name), "{pointer} accepts {name:?}");
-            assert!(kvmnet::validate::check_ifname(name).is_err(), "{name:?}");
+            assert!(
+                kvmnet::config::validate::check_ifname(name).is_err(),
+                "{name:?}"
+            );
         }
         for name in [
             "virbr-nat",
@@ -72,7 +76,10 @@ fn schema_and_validation_agree_on_interface_names() {
             "123456789012345",
         ] {
             assert!(pattern.is_match(name), "{pointer} refuses {name:?}");
-            assert!(kvmnet::validate::check_ifname(name).is_ok(), "{name:?}");
+            assert!(
+                kvmnet::config::validate::check_ifname(name).is_ok(),
+                "{name:?}"
+            );
         }
     }
 }

@@ -6,9 +6,9 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::desired::DesiredNetwork;
-use crate::model::{DhcpConfig, LeaseTime, Mode};
-use crate::validate::{is_safe_dns_name, is_safe_ifname, is_safe_network_name};
+use crate::config::desired::DesiredNetwork;
+use crate::config::model::{DhcpConfig, LeaseTime, Mode};
+use crate::config::validate::{is_safe_dns_name, is_safe_ifname, is_safe_network_name};
 
 use super::paths::InstancePaths;
 
@@ -349,8 +349,8 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
+    use crate::config::model::NetworksFile;
     use crate::dnsmasq::paths::Dirs;
-    use crate::model::NetworksFile;
 
     fn network(toml_text: &str) -> DesiredNetwork {
         let file: NetworksFile = toml::from_str(toml_text).unwrap();

@@ -1,7 +1,7 @@
 //! Rendering per mode: which rules each network gets, as `nft list` text.
 
 use super::*;
-use crate::desired::DesiredState;
+use crate::config::desired::DesiredState;
 use crate::firewall::text;
 
 fn desired(text: &str) -> DesiredState {
@@ -251,7 +251,7 @@ fn every_rule_names_its_network_and_the_forward_chain_jumps_in_libvirt_order() {
 #[test]
 fn unsafe_interface_names_get_no_rules() {
     let network = |text: &str| {
-        let file: crate::model::NetworksFile = toml::from_str(text).unwrap();
+        let file: crate::config::model::NetworksFile = toml::from_str(text).unwrap();
         let (name, spec) = file.networks.into_iter().next().unwrap();
         DesiredNetwork::new(&name, std::path::Path::new("t.toml"), spec)
     };
