@@ -279,7 +279,7 @@ impl Firewall {
         let mut current = self.known.lock().unwrap_or_else(|e| e.into_inner());
         if current.as_ref() != Some(&known) {
             if let Ok(bytes) = serde_json::to_vec(&known) {
-                let _ = write_atomic(&self.known_path, &bytes);
+                let _ = write_atomic(&self.known_path, &bytes, crate::core::fs::PRIVATE);
             }
             *current = Some(known);
         }

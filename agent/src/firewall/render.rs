@@ -28,6 +28,7 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
 use super::{rule_comment, Chain, Rule, Table, STRUCTURAL, TABLE};
 use crate::config::desired::DesiredNetwork;
 use crate::config::model::{Mode, PortForward, PortRange, Proto};
+use crate::config::validate::is_safe_ifname;
 
 pub const FORWARD: &str = "forward";
 pub const GUEST_CROSS: &str = "guest_cross";
@@ -123,6 +124,15 @@ fn forwarding(net: &DesiredNetwork, subnet: IpNet) -> Forwarding {
 /// One network's rules, each carrying the network's comment.
 fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
     if !has_rules(net.spec.mode) {
+        return Vec::new();
+    }
+    // The last guard (validation refuses these names first): nft reads
+    // `iifname "kv*"` as a wildcard, so an unsafe name gets no rule at all.
+    if let Some(name) = std::iter::once(&net.bridge)
+        .chain(&net.spec.uplink)
+        .find(|name| !is_safe_ifname(name))
+    {
+        tracing::error!(network = %net.name, "firewall: refusing to render rules for interface name {name:?}");
         return Vec::new();
     }
     let comment = rule_comment(&net.name);
