@@ -12,6 +12,7 @@ use crate::config::diagnostic::Diagnostic;
 use crate::config::lastgood::{LastGood, Resolved};
 use crate::config::load::{self, FileLoad, Format};
 use crate::config::model::HumanDuration;
+use crate::core::lock::{AgentLock, Wait};
 use crate::daemon::{self, DaemonConfig};
 use crate::net::observe::host_links;
 use crate::reconcile::Reconciler;
@@ -36,9 +37,17 @@ pub struct Cli {
     /// Drift audit that changes nothing; exit 0 in sync, 2 on drift, 1 on error.
     #[arg(long)]
     pub check: bool,
+    /// Converge even when the config directory declares no networks at all,
+    /// removing every network kvmnet runs (refused otherwise).
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// When another agent converges with the same run directory (it holds
+    /// <run-dir>/kvmnet.lock), wait for it instead of exiting 1.
+    #[arg(long)]
+    pub wait: bool,
     /// Daemon: serve Prometheus metrics (/metrics) and /healthz on this
-    /// address, e.g. 127.0.0.1:9477.
-    #[arg(long, value_name = "ADDR")]
+    /// address, e.g. 127.0.0.1:9477; a port alone means loopback.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_address)]
     pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub global: GlobalOptions,
@@ -143,7 +152,11 @@ pub fn run(cli: Cli) -> ExitCode {
         } else {
             PassKind::Check
         };
-        return block_on(pass_command(&cli.global, kind));
+        let guards = Guards {
+            allow_empty: cli.allow_empty,
+            wait: lock_wait(cli.wait),
+        };
+        return block_on(pass_command(&cli.global, kind, guards));
     }
     match cli.command {
         Some(Command::Validate { paths, format }) => {
@@ -168,6 +181,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 metrics_listen: cli.metrics_listen,
                 run_dir: cli.global.run_dir.clone(),
                 interval: cli.global.interval.0,
+                allow_empty: cli.allow_empty,
+                wait: lock_wait(cli.wait),
             };
             block_on(async {
                 match daemon::run(config).await {
@@ -219,7 +234,34 @@ fn load_desired(global: &GlobalOptions) -> Result<Resolved, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn pass_command(global: &GlobalOptions, kind: PassKind) -> ExitCode {
+/// What protects a converging pass from another agent and from an emptied
+/// config directory.
+#[derive(Debug, Clone, Copy)]
+struct Guards {
+    allow_empty: bool,
+    wait: Wait,
+}
+
+fn lock_wait(wait: bool) -> Wait {
+    if wait {
+        Wait::Yes
+    } else {
+        Wait::No
+    }
+}
+
+async fn pass_command(global: &GlobalOptions, kind: PassKind, guards: Guards) -> ExitCode {
+    // Held until the process exits: one converging agent at a time.
+    let _lock = match kind {
+        PassKind::Check => None,
+        PassKind::Converge => match AgentLock::acquire(&global.run_dir, guards.wait) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let resolved = match load_desired(global) {
         Ok(r) => r,
         Err(e) => {
@@ -228,14 +270,34 @@ async fn pass_command(global: &GlobalOptions, kind: PassKind) -> ExitCode {
         }
     };
     let desired = &resolved.desired;
-    let result = async {
-        let reconciler = Reconciler::connect(&global.run_dir, &global.state_dir)?;
-        match kind {
-            PassKind::Check => reconciler.check(desired).await,
-            PassKind::Converge => reconciler.converge(desired).await,
+    let reconciler = match Reconciler::connect(&global.run_dir, &global.state_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if kind == PassKind::Converge && !guards.allow_empty {
+        let files = resolved.present.len();
+        match reconciler
+            .refuse_empty(desired, &global.config_dir, files)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                eprintln!("error: {why}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
-    .await;
+    let result = match kind {
+        PassKind::Check => reconciler.check(desired).await,
+        PassKind::Converge => reconciler.converge(desired).await,
+    };
     match result {
         Ok(report) => {
             if kind == PassKind::Converge {
@@ -348,14 +410,16 @@ fn leases_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Loads the given files and directories; an unreadable directory becomes a
-/// diagnostic of its own.
+/// Loads the given files and directories (a directory as the daemon reads
+/// it; `format` is for files without a telling extension, which a
+/// directory's are not); an unreadable directory becomes a diagnostic of
+/// its own.
 fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
     let mut loads = Vec::new();
     for path in paths {
         if path.is_dir() {
-            match load::config_files(path) {
-                Ok(files) => loads.extend(files.iter().map(|f| load::load_file(f, format))),
+            match load::load_dir(path) {
+                Ok(files) => loads.extend(files),
                 Err(e) => loads.push(FileLoad {
                     path: path.clone(),
                     result: Err(vec![Diagnostic::file_level(path, e.to_string())]),
@@ -423,4 +487,34 @@ fn validate_command(paths: &[PathBuf], format: Option<Format>, output: OutputFor
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
 fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `--metrics-listen`: an address with its port, or a port alone, which
+/// binds loopback: the endpoint is unauthenticated, so reaching it from
+/// elsewhere must be asked for by address.
+fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok((std::net::Ipv4Addr::LOCALHOST, port).into());
+    }
+    text.parse().map_err(|_| {
+        format!("{text:?} is neither ADDRESS:PORT (127.0.0.1:9477, [::1]:9477) nor a port")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metrics_port_alone_listens_on_loopback() {
+        assert_eq!(
+            parse_listen_address("9477").unwrap(),
+            "127.0.0.1:9477".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_address("[::]:9477").unwrap(),
+            "[::]:9477".parse().unwrap()
+        );
+        assert!(parse_listen_address("localhost:9477").is_err());
+    }
 }

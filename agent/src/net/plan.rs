@@ -47,6 +47,11 @@ pub enum Action {
         link: String,
         mac: MacAddr,
     },
+    /// Marks a link as kvmnet's (IFLA_IFALIAS).
+    SetAlias {
+        link: String,
+        alias: String,
+    },
     SetUp {
         link: String,
     },
@@ -121,6 +126,7 @@ impl fmt::Display for Action {
             ),
             Action::SetMtu { link, mtu } => write!(f, "set MTU {mtu} on {link}"),
             Action::SetMac { link, mac } => write!(f, "set MAC {mac} on {link}"),
+            Action::SetAlias { link, alias } => write!(f, "set alias {alias:?} on {link}"),
             Action::SetUp { link } => write!(f, "bring {link} up"),
             Action::SetMaster { link, master } => write!(f, "enslave {link} to {master}"),
             Action::DeleteLink { link } => write!(f, "delete link {link}"),
@@ -353,7 +359,7 @@ impl Planner<'_> {
             self.step(Some(&owner), action);
             removed.insert(name);
         }
-        // Our routes on links that stay, or on no link, that no network wants.
+        // Our routes on our links that stay, that no network wants.
         let wanted: Vec<(String, WantedRoute)> = desired
             .networks
             .values()
@@ -366,15 +372,21 @@ impl Planner<'_> {
             .iter()
             .filter(|r| r.protocol == RTPROT_KVMNET && r.table == RT_TABLE_MAIN)
         {
-            let link = route
+            // Our protocol number is ours only on our links: someone else
+            // may use 72 too, on theirs.
+            let Some(link) = route
                 .oif
                 .and_then(|i| snapshot.link_by_index(i))
-                .map(|l| l.name.clone());
-            if link.as_ref().is_some_and(|l| removed.contains(l)) {
+                .filter(|l| link_owner(l).is_some())
+                .map(|l| l.name.clone())
+            else {
+                continue;
+            };
+            if removed.contains(&link) {
                 continue;
             }
             let is_wanted = wanted.iter().any(|(bridge, w)| {
-                link.as_deref() == Some(bridge.as_str())
+                link == *bridge
                     && w.destination == route.destination
                     && Some(w.gateway) == route.gateway
                     && w.metric == route.metric
@@ -385,19 +397,17 @@ impl Planner<'_> {
         }
         for (link, destination, gateway, metric) in extra {
             // A route of a network still desired is reported under it.
-            let owner = link.as_deref().and_then(|l| {
-                desired
-                    .networks
-                    .values()
-                    .find(|n| n.bridge == l)
-                    .map(|n| n.name.clone())
-            });
-            let object = route_object(destination, gateway, link.as_deref());
+            let owner = desired
+                .networks
+                .values()
+                .find(|n| n.bridge == link)
+                .map(|n| n.name.clone());
+            let object = route_object(destination, gateway, Some(&link));
             self.drift(owner.as_deref(), Resource::Route, object, Change::Extra);
             self.step(
                 owner.as_deref(),
                 Action::DeleteRoute {
-                    link,
+                    link: Some(link),
                     destination,
                     gateway,
                     metric,
@@ -430,33 +440,31 @@ impl Planner<'_> {
         let link = match existing {
             Some(link) if removed.contains(&link.name) => None,
             Some(link) => match link_owner(&link) {
-                Some(owner) if owner == name && link.kind.as_deref() == Some("bridge") => {
-                    Some(link)
-                }
-                Some(owner) if owner == name => {
-                    let kind = link.kind.as_deref().unwrap_or("device");
-                    self.changed(
-                        name,
-                        Resource::Bridge,
-                        &net.bridge,
-                        "kind",
-                        "bridge".into(),
-                        kind.into(),
-                    );
-                    self.step(
-                        Some(name),
-                        Action::DeleteLink {
-                            link: net.bridge.clone(),
-                        },
-                    );
-                    None
-                }
+                Some(owner) if owner == name => Some(link),
                 Some(owner) => {
                     self.fail(name, format!(
                         "bridge name {} is taken by network {owner:?}, which kvmnet still runs (its file was rejected?)",
                         net.bridge
                     ));
                     return;
+                }
+                None if is_interrupted_create(net, &link) => {
+                    self.changed(
+                        name,
+                        Resource::Bridge,
+                        &net.bridge,
+                        "alias",
+                        owner_alias(name),
+                        "none".into(),
+                    );
+                    self.step(
+                        Some(name),
+                        Action::SetAlias {
+                            link: net.bridge.clone(),
+                            alias: owner_alias(name),
+                        },
+                    );
+                    Some(link)
                 }
                 None => {
                     let kind = link.kind.as_deref().unwrap_or("device");
@@ -826,6 +834,13 @@ impl Planner<'_> {
                 None => self.snapshot().clone(),
             };
             let d = view.link_by_index(d.index).cloned().unwrap_or(d);
+            if let Some(damage) = self.remembered.damaged_lans.get(name) {
+                // Taking over without it would leave the host off its LAN.
+                return self.fail(name, format!(
+                    "{damage}; kvmnet does not take {uplink} over without it, as the host's LAN addresses and routes would be lost: \
+                     restore the record (or delete it to take {uplink} over as it is now)"
+                ));
+            }
             let saved = self.remembered.lans.get(name);
             match takeover::take_over(net, &view, &d, saved) {
                 Ok(t) => {
@@ -844,13 +859,7 @@ impl Planner<'_> {
         };
         let kind = b.kind.as_deref().unwrap_or("device");
         match link_owner(&b) {
-            Some(owner) if owner == name && kind == "bridge" => {}
-            Some(owner) if owner == name => {
-                return self.fail(name, format!(
-                    "{} is marked as kvmnet's but is a {kind}, not a bridge; kvmnet does not delete it while uplink {uplink} may depend on it: delete it by hand",
-                    net.bridge
-                ));
-            }
+            Some(owner) if owner == name => {}
             Some(owner) => {
                 return self.fail(name, format!(
                     "bridge name {} is taken by network {owner:?}, which kvmnet still runs (its file was rejected?)",
@@ -1194,6 +1203,18 @@ fn route_object(destination: IpNet, gateway: Option<IpAddr>, link: Option<&str>)
         s.push_str(&format!(" dev {link}"));
     }
     s
+}
+
+/// A bridge kvmnet created and could not mark before it was killed: the
+/// kernel takes no IFLA_IFALIAS in the request that creates a link, so the
+/// alias is a second write. Such a bridge has the network's bridge name, no
+/// alias at all, and the MAC kvmnet derives for that network (given in the
+/// creating request); it is adopted rather than disowned. A bridge someone
+/// else made has another MAC (the kernel's random one, or its first port's).
+fn is_interrupted_create(net: &DesiredNetwork, link: &Link) -> bool {
+    link.kind.as_deref() == Some("bridge")
+        && link.alias.as_deref().is_none_or(str::is_empty)
+        && link.mac == Some(net.mac.0)
 }
 
 fn on_off(b: bool) -> String {

@@ -137,6 +137,14 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
                     .unwrap()
                     .mac = Some(mac.0)
             }
+            Action::SetAlias { link, alias } => {
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.name == *link)
+                    .unwrap()
+                    .alias = Some(alias.clone())
+            }
             Action::SetUp { link } => {
                 o.kernel
                     .links
@@ -535,6 +543,34 @@ fn nothing_is_pruned_while_a_file_is_rejected() {
 }
 
 #[test]
+fn a_bridge_created_but_not_yet_marked_is_adopted_by_its_mac() {
+    let d = desired(NAT);
+    let (_, converged) = in_sync(NAT);
+    let ours = converged.kernel.link_by_name("virbr-n").unwrap().clone();
+    let mut o = converged.clone();
+    o.kernel.links.retain(|l| l.name != "virbr-n");
+    o.kernel.links.push(Link {
+        alias: None,
+        ..ours.clone()
+    });
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+    assert_eq!(actions(&p), ["set alias \"kvmnet:n\" on virbr-n"]);
+
+    // Another MAC: somebody else's bridge, never taken.
+    let mut foreign = converged;
+    foreign.kernel.links.retain(|l| l.name != "virbr-n");
+    foreign.kernel.links.push(Link {
+        alias: None,
+        mac: Some([0x02, 0, 0, 0, 0, 1]),
+        ..ours
+    });
+    let p = plan(&d, &foreign, PRUNE);
+    assert!(p.failures[0].message.contains("kvmnet does not own"));
+    assert!(p.steps.is_empty());
+}
+
+#[test]
 fn foreign_link_with_the_bridge_name_fails_that_network_only() {
     let two = format!("{NAT}\n[networks.m]\nmode = \"isolated\"\n[[networks.m.ip]]\naddress = \"192.168.20.1/24\"\n");
     let d = desired(&two);
@@ -570,17 +606,27 @@ fn subnet_in_use_on_a_foreign_device_is_refused() {
     assert!(p.steps.is_empty());
 }
 
+/// Only bridges are ours by alias: kvmnet creates no other kind, so a
+/// veth or NIC carrying `kvmnet:<name>` is someone else's.
 #[test]
-fn owned_link_of_wrong_kind_is_recreated() {
+fn a_link_of_another_kind_with_our_alias_is_not_ours() {
     let (d, mut o) = in_sync(NAT);
     bridge_mut(&mut o, "virbr-n").kind = Some("dummy".into());
-    let p = converge(&d, &mut o);
-    assert_eq!(
-        actions(&p)[..2],
-        [
-            "delete link virbr-n".to_string(),
-            "create bridge virbr-n".to_string()
-        ]
+    o.kernel
+        .links
+        .push(link(70, "veth-x", Some("veth"), Some("kvmnet:gone")));
+    o.kernel
+        .links
+        .push(link(71, "eth9", None, Some("kvmnet:n")));
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+    assert!(p.drift.iter().all(|d| d.resource != Resource::Bridge));
+    assert!(
+        p.failures[0]
+            .message
+            .contains("virbr-n is taken by a dummy kvmnet does not own"),
+        "{:?}",
+        p.failures
     );
 }
 
@@ -634,17 +680,6 @@ fn a_recreated_bridge_gets_its_guest_ports_back() {
 }
 
 #[test]
-fn a_bridge_recreated_for_its_kind_keeps_its_guest_ports() {
-    let (d, mut o) = in_sync(NAT);
-    let (_, m) = with_guest_ports(&mut o);
-    bridge_mut(&mut o, "virbr-n").kind = Some("dummy".into());
-    let p = converge_remembering(&d, &mut o, &m);
-    let a = actions(&p);
-    assert!(a.contains(&"enslave vnet0 to virbr-n".to_string()), "{a:?}");
-    assert!(a.contains(&"enslave vnet1 to virbr-n".to_string()), "{a:?}");
-}
-
-#[test]
 fn stray_owned_route_is_removed() {
     let (d, mut o) = in_sync(NAT);
     let i = o.kernel.link_by_name("virbr-n").unwrap().index;
@@ -660,6 +695,21 @@ fn stray_owned_route_is_removed() {
         ["delete route 10.99.0.0/16 via 192.168.10.99 dev virbr-n metric 0"]
     );
     assert_eq!(p.drift[0].network.as_deref(), Some("n"));
+}
+
+/// Protocol 72 marks our routes on our links only.
+#[test]
+fn a_route_in_our_protocol_on_a_foreign_link_is_left_alone() {
+    let (d, mut o) = in_sync(NAT);
+    o.kernel
+        .routes
+        .push(route(2, "10.98.0.0/16", Some("10.12.17.9"), RTPROT_KVMNET));
+    let p = plan(&d, &o, PRUNE);
+    assert!(
+        p.steps.is_empty() && p.drift.is_empty(),
+        "{:?}",
+        actions(&p)
+    );
 }
 
 #[test]
@@ -770,6 +820,25 @@ fn bridged_refuses_dynamic_addresses_unless_told() {
     let moving = desired(&BRIDGED.replace("stp = false", "stp = false, move_dynamic = true"));
     let p = plan(&moving, &o, PRUNE);
     assert!(p.failures.is_empty(), "{:?}", p.failures);
+}
+
+#[test]
+fn bridged_take_over_is_refused_while_its_lan_record_is_damaged() {
+    let d = desired(BRIDGED);
+    let network = d.networks.keys().next().unwrap();
+    let mut m = Remembered::default();
+    m.damaged_lans.insert(
+        network.clone(),
+        "the LAN record /var/lib/kvmnet/lan/lan.json is damaged (EOF)".into(),
+    );
+    let p = super::plan(&d, &host(), &m, PRUNE);
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+    assert!(
+        p.failures[0].message.contains("is damaged")
+            && p.failures[0].message.contains("does not take eno1 over"),
+        "{:?}",
+        p.failures
+    );
 }
 
 #[test]
