@@ -194,7 +194,8 @@ fn measure_once_paths(o: &Options, n: usize) -> (Duration, Duration, u64, Durati
         env.run(&["--check"]).assert_code(0);
         check.push(start.elapsed());
         remove_networks(&env, n);
-        let (t, _) = timed(&env, &["--once"]);
+        // An empty config directory removes everything only when told.
+        let (t, _) = timed(&env, &["--once", "--allow-empty"]);
         teardown.push(t);
         // The namespace is deleted here, outside the timed parts.
     }
