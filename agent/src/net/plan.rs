@@ -440,6 +440,13 @@ impl Planner<'_> {
         let link = match existing {
             Some(link) if removed.contains(&link.name) => None,
             Some(link) => match link_owner(&link) {
+                Some(owner) if link.kind.as_deref() != Some("bridge") => {
+                    self.fail(name, format!(
+                        "bridge name {} is taken by the VXLAN device of network {owner:?}; rename the bridge (bridge.name)",
+                        net.bridge
+                    ));
+                    return;
+                }
                 Some(owner) if owner == name => Some(link),
                 Some(owner) => {
                     self.fail(name, format!(
@@ -530,11 +537,29 @@ impl Planner<'_> {
                 "VXLAN device name {} is taken by network {owner:?}, which kvmnet still runs (its file was rejected?)",
                 overlay.device
             )),
+            None if self.is_interrupted_vxlan_create(net, device) => None,
             None => Some(format!(
                 "VXLAN device name {} is taken by a {kind} kvmnet does not own; remove that link",
                 overlay.device
             )),
         }
+    }
+
+    /// A VXLAN device kvmnet was killed in the middle of creating (the alias
+    /// is a second request): the wanted name, no alias, and this host's VNI,
+    /// port and local address, which the kernel gives one device only.
+    fn is_interrupted_vxlan_create(&self, net: &DesiredNetwork, device: &Link) -> bool {
+        let (Some(spec), Some(overlay), Some(found)) =
+            (&net.spec.overlay, &net.overlay, device.vxlan)
+        else {
+            return false;
+        };
+        device.kind.as_deref() == Some("vxlan")
+            && device.alias.as_deref().is_none_or(str::is_empty)
+            && found.vni == spec.vxlan.vni
+            && found.port == spec.vxlan.port
+            && found.local.is_some()
+            && found.local == overlay.local
     }
 
     /// The overlay's VXLAN device, a port of the bridge, up, with one flood
@@ -574,6 +599,24 @@ impl Planner<'_> {
                 None
             }
             Some(link) => {
+                if link_owner(&link).is_none() {
+                    // Created by a pass killed before it set the alias.
+                    self.changed(
+                        name,
+                        Resource::Vxlan,
+                        device,
+                        "alias",
+                        owner_alias(name),
+                        "none".into(),
+                    );
+                    self.step(
+                        Some(name),
+                        Action::SetAlias {
+                            link: device.into(),
+                            alias: owner_alias(name),
+                        },
+                    );
+                }
                 let kind = link.kind.as_deref().unwrap_or("device");
                 let fits = match (kind, link.vxlan) {
                     ("vxlan", Some(found)) => self.vxlan_differences(name, device, wanted, found),

@@ -1274,3 +1274,39 @@ fn host_links_carry_their_addresses() {
         }
     );
 }
+
+#[test]
+fn a_vxlan_device_left_without_its_alias_is_adopted() {
+    let (d, mut o) = overlay_in_sync(OVERLAY);
+    let index = o.kernel.link_by_name("vx-fleet").unwrap().index;
+    vx(&mut o).alias = None;
+    let p = plan(&d, &o, PRUNE);
+    assert_eq!(
+        drift_lines(&p),
+        ["~ vxlan vx-fleet alias: wanted kvmnet:fleet, found none"]
+    );
+    assert_eq!(actions(&p), ["set alias \"kvmnet:fleet\" on vx-fleet"]);
+    // Another VNI: someone else's device, never taken.
+    attrs(&mut o).vni = 7;
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.failures[0]
+        .message
+        .contains("taken by a vxlan kvmnet does not own"));
+    assert_eq!(o.kernel.link_by_name("vx-fleet").unwrap().index, index);
+}
+
+#[test]
+fn our_vxlan_device_is_never_taken_for_a_bridge() {
+    let (_, o) = overlay_in_sync(OVERLAY);
+    let text = format!("{OVERLAY}[networks.other]\nmode = \"open\"\nbridge.name = \"vx-fleet\"\n");
+    let p = plan(&on_host(&text, &o), &o, PRUNE);
+    let failure = p.failures.iter().find(|f| f.network == "other").unwrap();
+    assert_eq!(
+        failure.message,
+        "bridge name vx-fleet is taken by the VXLAN device of network \"fleet\"; rename the bridge (bridge.name)"
+    );
+    assert!(p
+        .steps
+        .iter()
+        .all(|s| s.network.as_deref() != Some("other")));
+}
