@@ -310,6 +310,25 @@ dhcp.ranges = [{ start = "192.168.50.10", end = "192.168.50.200" }]
     }
 
     #[test]
+    fn an_ipv6_underlay_takes_70_bytes() {
+        let text = FLEET
+            .replace(
+                "overlay.gateway = \"10.0.0.1\"",
+                "overlay.gateway = \"fd00::1\"",
+            )
+            .replace(
+                "\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\"",
+                "\"fd00::1\", \"fd00::2\"",
+            );
+        let o = overlay_network(&text)
+            .on_host(&host("fd00::2", 1500))
+            .overlay
+            .unwrap();
+        assert_eq!((o.mtu, o.problem), (Some(1430), None));
+        assert_eq!(o.remotes, ["fd00::1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
     fn a_host_holding_no_peer_address_is_told_plainly() {
         let net = overlay_network(FLEET).on_host(&host("10.0.0.9", 1500));
         let problem = net.overlay.unwrap().problem.unwrap();
