@@ -1,4 +1,4 @@
-//! The command line: options of design §3 and the subcommands.
+//! The command line: the global options and the subcommands.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -147,7 +147,7 @@ impl From<FileFormat> for Format {
     }
 }
 
-/// Runs the command line; the exit code follows design §3.
+/// Runs the command line and returns the exit code of the process.
 pub fn run(cli: Cli) -> ExitCode {
     if cli.once || cli.check {
         if let Some(command) = &cli.command {

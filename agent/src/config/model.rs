@@ -241,7 +241,7 @@ pub struct IpConfig {
 }
 
 /// DHCP on one subnet.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DhcpConfig {
     /// Address ranges handed out dynamically.
@@ -253,9 +253,28 @@ pub struct DhcpConfig {
     /// Lease time ("1h", "infinite"). Default: dnsmasq's (1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseTime>,
+    /// Release leases the files no longer give their client (its
+    /// reservation moved, its address is reserved for another client, or it
+    /// lies outside every range) in the running dnsmasq, so that the
+    /// client's next DHCP exchange gets the right address. false: report
+    /// them as drift only. Default true.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub release_stale: bool,
     /// The boot file DHCP offers (PXE), IPv4 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootp: Option<BootpConfig>,
+}
+
+impl Default for DhcpConfig {
+    fn default() -> DhcpConfig {
+        DhcpConfig {
+            ranges: Vec::new(),
+            hosts: Vec::new(),
+            lease: None,
+            release_stale: true,
+            bootp: None,
+        }
+    }
 }
 
 /// The boot file of a PXE boot and the server that serves it.

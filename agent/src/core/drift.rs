@@ -16,6 +16,7 @@ pub enum Resource {
     Firewall,
     Dnsmasq,
     Port,
+    Lease,
 }
 
 impl fmt::Display for Resource {
@@ -28,6 +29,7 @@ impl fmt::Display for Resource {
             Resource::Firewall => "firewall",
             Resource::Dnsmasq => "dnsmasq",
             Resource::Port => "port",
+            Resource::Lease => "lease",
         })
     }
 }

@@ -9,6 +9,8 @@ use std::fmt;
 
 use crate::core::{Change, Drift, LeaveAlone, Resource};
 
+use super::leasediff::DhcpUsage;
+use super::leases::Lease;
 use super::render::Rendered;
 
 /// What the agent found of one network's instance.
@@ -48,6 +50,15 @@ pub enum DnsAction {
     },
     /// Stop dnsmasq (if running) and remove its files.
     Stop { network: String, pid: Option<i32> },
+    /// Release a stale lease in the running dnsmasq (a DHCPRELEASE sent on
+    /// the client's behalf): same process, other leases untouched.
+    Release {
+        network: String,
+        bridge: String,
+        lease: Lease,
+        /// The server's DUID from the lease file, for IPv6 leases.
+        server_duid: Option<String>,
+    },
 }
 
 impl DnsAction {
@@ -56,7 +67,8 @@ impl DnsAction {
             DnsAction::Start { network, .. }
             | DnsAction::Restart { network, .. }
             | DnsAction::Reload { network, .. }
-            | DnsAction::Stop { network, .. } => network,
+            | DnsAction::Stop { network, .. }
+            | DnsAction::Release { network, .. } => network,
         }
     }
 }
@@ -82,6 +94,16 @@ impl fmt::Display for DnsAction {
                 ),
                 None => write!(f, "remove the dnsmasq files of {network}"),
             },
+            DnsAction::Release { bridge, lease, .. } => write!(
+                f,
+                "release the lease of {} on {} in dnsmasq on {bridge}",
+                lease
+                    .mac
+                    .as_deref()
+                    .or(lease.client_id.as_deref())
+                    .unwrap_or("a client"),
+                lease.ip
+            ),
         }
     }
 }
@@ -90,6 +112,8 @@ impl fmt::Display for DnsAction {
 pub struct DnsPlan {
     pub drift: Vec<Drift>,
     pub actions: Vec<DnsAction>,
+    /// Leases and pool use of each network serving DHCP.
+    pub usage: BTreeMap<String, DhcpUsage>,
 }
 
 /// What the plan works from.

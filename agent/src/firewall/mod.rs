@@ -1,4 +1,4 @@
-//! The firewall: kvmnet's nftables rules (design §1), kept in one table of
+//! The firewall: kvmnet's nftables rules, kept in one table of
 //! its own, `inet kvmnet`, and replaced as a whole in one `nft` transaction.
 //!
 //! Rendering ([`render`]), diffing ([`diff`]) and the coexistence check

@@ -174,7 +174,7 @@ fn stp(stp: bool, forward_delay_cs: u32) -> BridgeAttrs {
 fn stp_and_forward_delay_changes_including_the_stp_off_first_path() {
     in_new_netns(|| async {
         let nl = Netlink::connect().unwrap();
-        // STP on with delay 0, the design's default, is created without
+        // STP on with delay 0, kvmnet's default (and libvirt's), is created without
         // error; the kernel clamps the delay to 2 s when STP starts.
         let link = create_bridge(&nl, "br-stp0", &bridge_settings(true, 0)).await;
         assert_eq!(link.bridge, Some(stp(true, 200)));
