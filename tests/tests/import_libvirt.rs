@@ -60,7 +60,25 @@ fn imported_networks_converge_and_run_the_recorded_dnsmasq_configuration() {
         env.write_config(&format!("{file}.toml"), &out.stdout());
     }
     env.run(&["validate"]).assert_success();
+    // Still libvirt's bridge (README, "Coming from libvirt", step 2): the
+    // check says so and nothing is changed.
+    let h = env.host();
+    h.ip_ok(&["link", "add", "virbr0", "type", "bridge"]);
+    let check = env.run(&["--check"]);
+    assert_ne!(check.code(), Some(0), "{check}");
+    assert!(
+        check
+            .stdout()
+            .contains("bridge name virbr0 is taken by a bridge kvmnet does not own"),
+        "{check}"
+    );
+    assert!(!h.ip_ok(&["-d", "link", "show", "virbr0"]).contains("alias"));
+    // libvirt's network stopped (step 3): kvmnet takes the name over.
+    h.ip_ok(&["link", "del", "virbr0"]);
     env.run(&["--once"]).assert_success();
+    assert!(h
+        .ip_ok(&["-d", "link", "show", "virbr0"])
+        .contains("alias kvmnet:default"));
     env.run(&["--check"]).assert_code(0);
     for (file, network) in cases {
         for ext in ["conf", "hostsfile", "addnhosts"] {

@@ -125,7 +125,9 @@ fn is_client(host: &DhcpHost, lease: &Lease) -> bool {
 /// DUIDs compared octet by octet: "0:3" and "00:03" are one DUID.
 fn same_duid(a: &str, b: &str) -> bool {
     let octets = |s: &str| -> Vec<Option<u8>> {
-        s.split(':').map(|o| u8::from_str_radix(o, 16).ok()).collect()
+        s.split(':')
+            .map(|o| u8::from_str_radix(o, 16).ok())
+            .collect()
     };
     octets(a) == octets(b)
 }
