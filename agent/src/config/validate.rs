@@ -862,6 +862,18 @@ fn check_hostname(name: &str) -> Result<(), String> {
 
 /// Rules about the set of a network's addresses.
 fn check_ip_set(r: &mut Reporter, at: &KeyPath, net: &Network) {
+    let mut tftp = net
+        .ip
+        .iter()
+        .enumerate()
+        .filter(|(_, ip)| ip.tftp_root.is_some());
+    if let (Some((first, _)), Some((i, _))) = (tftp.next(), tftp.next()) {
+        r.error(
+            &at.key("ip").index(i).key("tftp_root"),
+            Target::Key,
+            format!("a network has one TFTP root (also ip[{first}].tftp_root)"),
+        );
+    }
     for (i, ip) in net.ip.iter().enumerate() {
         let subnet = ip.address.0.trunc();
         if let Some(j) = net.ip[..i]
