@@ -36,8 +36,8 @@ pub struct Cli {
     #[arg(long)]
     pub check: bool,
     /// Daemon: serve Prometheus metrics (/metrics) and /healthz on this
-    /// address, e.g. 127.0.0.1:9477.
-    #[arg(long, value_name = "ADDR")]
+    /// address, e.g. 127.0.0.1:9477; a port alone means loopback.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_address)]
     pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub global: GlobalOptions,
@@ -373,14 +373,16 @@ fn leases_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Loads the given files and directories; an unreadable directory becomes a
-/// diagnostic of its own.
+/// Loads the given files and directories (a directory as the daemon reads
+/// it; `format` is for files without a telling extension, which a
+/// directory's are not); an unreadable directory becomes a diagnostic of
+/// its own.
 fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
     let mut loads = Vec::new();
     for path in paths {
         if path.is_dir() {
-            match load::config_files(path) {
-                Ok(files) => loads.extend(files.iter().map(|f| load::load_file(f, format))),
+            match load::load_dir(path) {
+                Ok(files) => loads.extend(files),
                 Err(e) => loads.push(FileLoad {
                     path: path.clone(),
                     result: Err(vec![Diagnostic::file_level(path, e.to_string())]),
@@ -448,4 +450,34 @@ fn validate_command(paths: &[PathBuf], format: Option<Format>, output: OutputFor
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
 fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `--metrics-listen`: an address with its port, or a port alone, which
+/// binds loopback: the endpoint is unauthenticated, so reaching it from
+/// elsewhere must be asked for by address.
+fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok((std::net::Ipv4Addr::LOCALHOST, port).into());
+    }
+    text.parse().map_err(|_| {
+        format!("{text:?} is neither ADDRESS:PORT (127.0.0.1:9477, [::1]:9477) nor a port")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metrics_port_alone_listens_on_loopback() {
+        assert_eq!(
+            parse_listen_address("9477").unwrap(),
+            "127.0.0.1:9477".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_address("[::]:9477").unwrap(),
+            "[::]:9477".parse().unwrap()
+        );
+        assert!(parse_listen_address("localhost:9477").is_err());
+    }
 }
