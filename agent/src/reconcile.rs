@@ -243,6 +243,7 @@ impl Reconciler {
         kernel.drift.extend(dnsmasq.drift.iter().cloned());
         kernel.drift.extend(firewall.drift.iter().cloned());
         kernel.failures.extend(firewall.failures.iter().cloned());
+        kernel.failures.extend(dnsmasq.failures.iter().cloned());
         PassPlan {
             kernel,
             firewall,

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::core::{Change, Drift, LeaveAlone, Resource};
+use crate::core::{Change, Drift, Failure, LeaveAlone, Resource};
 
 use super::leasediff::DhcpUsage;
 use super::leases::Lease;
@@ -114,6 +114,9 @@ pub struct DnsPlan {
     pub actions: Vec<DnsAction>,
     /// Leases and pool use of each network serving DHCP.
     pub usage: BTreeMap<String, DhcpUsage>,
+    /// Networks whose configuration render refused (a name that would
+    /// change its meaning in dnsmasq's configuration).
+    pub failures: Vec<Failure>,
 }
 
 /// What the plan works from.
