@@ -242,6 +242,8 @@ impl Supervisor {
                 files,
             } => self.reload(network, *pid, files),
             DnsAction::Stop { network, pid } => self.remove(network, *pid).await,
+            DnsAction::StopDuplicate { network, pid } => self.stop_process(network, *pid).await,
+            DnsAction::WritePidFile { network, pid } => self.write_pid_file(network, *pid),
             DnsAction::Release {
                 network,
                 bridge,
