@@ -3,6 +3,9 @@
 //!
 //! The result is per file, so that one broken file never hides (or tears
 //! down) the networks of the others.
+//!
+//! Longer than most: the file-level limits (kinds of files, symlinks,
+//! owners and modes, sizes, nesting) stand with the reading they guard.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, Metadata};

@@ -3,6 +3,9 @@
 //! dropping root for an unprivileged user. Its stderr goes to a log file in
 //! the state directory, capped in size (see `logs`); the agent reads it to
 //! tell whether a start worked and, when not, why.
+//!
+//! Longer than most: starting, adopting, watching, reloading and stopping
+//! share the rules for telling our processes from others, kept in one place.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{File, OpenOptions};

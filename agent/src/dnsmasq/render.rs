@@ -2,6 +2,9 @@
 //! hosts file, as a pure function of the desired network. The configuration
 //! text decides whether a change needs a restart; the two hosts files and
 //! the upstream servers file are re-read on SIGHUP.
+//!
+//! Longer than most: every dnsmasq option kvmnet writes is rendered here,
+//! with its guard against values that would change the file's meaning.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;

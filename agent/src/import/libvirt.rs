@@ -4,6 +4,9 @@
 //! because it is libvirt's bookkeeping (uuid, connections), or refused with
 //! its path and the reason; `lossy` turns refusals into warnings and drops
 //! what they name. The format is libvirt's formatnetwork documentation.
+//!
+//! Longer than most: one function per libvirt element, in the order of
+//! its documentation.
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Kernel tests: each runs in a fresh network namespace of its own thread,
 //! never in the machine's, and therefore needs root (CAP_SYS_ADMIN).
+//!
+//! One file for the kernel's tests, like the kernel module itself.
 
 use std::future::Future;
 use std::net::IpAddr;

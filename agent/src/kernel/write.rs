@@ -3,6 +3,9 @@
 //! Link changes are sent as RTM_NEWLINK without NLM_F_CREATE (what
 //! `ip link set` does, rtnetlink's `LinkHandle::change`): unlike RTM_SETLINK,
 //! it also applies IFLA_LINKINFO data (the bridge attributes).
+//!
+//! Longer than most: one function per kind of kernel request, each naming
+//! its operation for errors.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
