@@ -18,8 +18,9 @@ use crate::report::PassKind;
 use crate::show;
 
 /// Declarative reconcile agent for the virtual networks of a KVM host.
-/// Without --once, --check or a subcommand it runs as a daemon: it watches
-/// the config directory and the kernel, converges and repairs.
+/// Alone it prints this help. With options but without --once, --check or a
+/// subcommand (as the systemd unit runs it: --log-format json) it runs as a
+/// daemon: it watches the config directory and the kernel, converges and repairs.
 #[derive(Debug, Parser)]
 #[command(
     name = "kvmnet-agent",
@@ -32,6 +33,11 @@ pub struct Cli {
     /// Converge once, print the report; exit 0 when converged, 1 otherwise.
     #[arg(long, conflicts_with = "check")]
     pub once: bool,
+    /// With --once: exit 0 when nothing had to change, 2 when the pass
+    /// changed something and converged, 1 when it failed (like Terraform's
+    /// and Puppet's --detailed-exitcode).
+    #[arg(long, requires = "once")]
+    pub detailed_exitcode: bool,
     /// Drift audit that changes nothing; exit 0 in sync, 2 on drift, 1 on error.
     #[arg(long)]
     pub check: bool,
@@ -39,6 +45,16 @@ pub struct Cli {
     /// address, e.g. 127.0.0.1:9477.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Daemon: time between two full passes (e.g. 30s, 5m).
+    #[arg(long, default_value = "30s")]
+    pub interval: HumanDuration,
+    /// Daemon: format of log lines on stderr.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub log_format: OutputFormat,
+    /// Daemon: colours in log lines; auto means on a terminal unless
+    /// NO_COLOR is set.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(flatten)]
     pub global: GlobalOptions,
     #[command(subcommand)]
@@ -71,15 +87,28 @@ pub struct GlobalOptions {
         default_value = "/run/kvmnet"
     )]
     pub run_dir: PathBuf,
-    /// Time between two full passes of the daemon (e.g. 30s, 5m).
-    #[arg(long, global = true, default_value = "30s")]
-    pub interval: HumanDuration,
     /// Format of reports on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// Format of log lines on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
-    pub log_format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether log lines get colours: `auto` on a terminal, unless NO_COLOR
+    /// is set to anything but the empty string (no-color.org).
+    pub fn enabled(self, no_color: Option<&std::ffi::OsStr>, terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,8 +122,8 @@ pub enum Command {
     /// Parse and validate files or directories (default: the config directory).
     /// Exit 0 when valid, 1 otherwise. Ansible: validate: "kvmnet-agent validate %s".
     Validate {
-        /// Files or directories; a file's format comes from its extension,
-        /// else from --format, else from its contents.
+        /// Files or directories, `-` for standard input; a file's format
+        /// comes from its extension, else from --format, else from its contents.
         paths: Vec<PathBuf>,
         /// Format of files whose extension does not say.
         #[arg(long, value_enum)]
@@ -142,7 +171,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } else {
             PassKind::Check
         };
-        return block_on(pass_command(&cli.global, kind));
+        return block_on(pass_command(&cli.global, kind, cli.detailed_exitcode));
     }
     match cli.command {
         Some(Command::Validate { paths, format }) => {
@@ -160,13 +189,17 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Show { network }) => block_on(show_command(&cli.global, network.as_deref())),
         Some(Command::Leases { network }) => leases_command(&cli.global, network.as_deref()),
         None => {
-            init_logging(cli.global.log_format);
+            let color = cli.color.enabled(
+                std::env::var_os("NO_COLOR").as_deref(),
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            );
+            init_logging(cli.log_format, color);
             let config = DaemonConfig {
                 config_dir: cli.global.config_dir.clone(),
                 state_dir: cli.global.state_dir.clone(),
                 metrics_listen: cli.metrics_listen,
                 run_dir: cli.global.run_dir.clone(),
-                interval: cli.global.interval.0,
+                interval: cli.interval.0,
             };
             block_on(async {
                 match daemon::run(config).await {
@@ -182,11 +215,9 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// Logs go to stderr (journald under systemd), as text or JSON lines.
-fn init_logging(format: OutputFormat) {
+fn init_logging(format: OutputFormat, ansi: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KVMNET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal, not for journald or files.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -218,7 +249,7 @@ fn load_desired(global: &GlobalOptions) -> Result<Resolved, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn pass_command(global: &GlobalOptions, kind: PassKind) -> ExitCode {
+async fn pass_command(global: &GlobalOptions, kind: PassKind, detailed: bool) -> ExitCode {
     let resolved = match load_desired(global) {
         Ok(r) => r,
         Err(e) => {
@@ -249,7 +280,11 @@ async fn pass_command(global: &GlobalOptions, kind: PassKind) -> ExitCode {
                 OutputFormat::Json => out(&(report.to_json() + "\n")),
                 OutputFormat::Text => out(&report.to_text()),
             }
-            ExitCode::from(report.exit_code())
+            if detailed {
+                ExitCode::from(report.detailed_exit_code())
+            } else {
+                ExitCode::from(report.exit_code())
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -350,7 +385,9 @@ fn leases_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode {
 fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
     let mut loads = Vec::new();
     for path in paths {
-        if path.is_dir() {
+        if path.as_os_str() == "-" {
+            loads.push(load_stdin(format));
+        } else if path.is_dir() {
             match load::config_files(path) {
                 Ok(files) => loads.extend(files.iter().map(|f| load::load_file(f, format))),
                 Err(e) => loads.push(FileLoad {
@@ -363,6 +400,20 @@ fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
         }
     }
     loads
+}
+
+/// `validate -`: the file is standard input, named `<stdin>` in diagnostics.
+fn load_stdin(format: Option<Format>) -> FileLoad {
+    let path = PathBuf::from("<stdin>");
+    let mut bytes = Vec::new();
+    let result = match std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes) {
+        Ok(_) => load::parse_bytes(&path, &bytes, format),
+        Err(e) => Err(vec![Diagnostic::file_level(
+            &path,
+            format!("cannot read standard input: {e}"),
+        )]),
+    };
+    FileLoad { path, result }
 }
 
 #[derive(Serialize)]
@@ -420,4 +471,22 @@ fn validate_command(paths: &[PathBuf], format: Option<Format>, output: OutputFor
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
 fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ColorChoice;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn no_color_turns_auto_colours_off_and_the_flag_decides_over_it() {
+        let set = Some(OsStr::new("1"));
+        assert!(ColorChoice::Auto.enabled(None, true));
+        assert!(!ColorChoice::Auto.enabled(None, false));
+        assert!(!ColorChoice::Auto.enabled(set, true));
+        // An empty NO_COLOR counts as unset (no-color.org).
+        assert!(ColorChoice::Auto.enabled(Some(OsStr::new("")), true));
+        assert!(ColorChoice::Always.enabled(set, false));
+        assert!(!ColorChoice::Never.enabled(None, true));
+    }
 }
