@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the packaging and deploy tests use, if missing (Debian 12,
-# as root): cargo-deb (builds the .deb), lintian, systemd-analyze, git,
-# puppet, puppet-lint and puppetlabs-stdlib (Debian packages), and ansible-core with ansible-lint
-# (from PyPI, into a virtualenv under target/ so the system Python stays as it is).
+# as root): cargo-deb (builds the .deb), lintian, systemd-analyze, man (for
+# its Documentation= check), git, puppet, puppet-lint and puppetlabs-stdlib
+# (Debian packages), and ansible-core with ansible-lint (from PyPI, into a
+# virtualenv under target/ so the system Python stays as it is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ missing=()
 command -v lintian >/dev/null || missing+=(lintian)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v git >/dev/null || missing+=(git)
+command -v man >/dev/null || missing+=(man-db)
 command -v fakeroot >/dev/null || missing+=(fakeroot)
 command -v puppet >/dev/null || missing+=(puppet)
 command -v puppet-lint >/dev/null || missing+=(puppet-lint)
