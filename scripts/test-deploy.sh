@@ -11,7 +11,7 @@ scripts/install-deploy-deps.sh
 cargo build --quiet --locked -p kvmnet --bin kvmnet-agent
 export KVMNET_AGENT=$PWD/target/debug/kvmnet-agent
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(gitsync package)
+[ ${#tests[@]} -gt 0 ] || tests=(gitsync package ansible puppet)
 for t in "${tests[@]}"; do
     start=$SECONDS
     "deploy/tests/$t.sh"
