@@ -1,4 +1,4 @@
-//! The command line: options of design §3 and the subcommands.
+//! The command line: the global options and the subcommands.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,15 +7,15 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::config::desired::DesiredState;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::lastgood::{LastGood, Resolved};
+use crate::config::load::{self, FileLoad, Format};
+use crate::config::model::HumanDuration;
 use crate::daemon::{self, DaemonConfig};
-use crate::desired::DesiredState;
-use crate::diagnostic::Diagnostic;
-use crate::lastgood::{LastGood, Resolved};
-use crate::load::{self, FileLoad, Format};
-use crate::model::HumanDuration;
 use crate::reconcile::Reconciler;
+use crate::report::show;
 use crate::report::PassKind;
-use crate::show;
 
 /// Declarative reconcile agent for the virtual networks of a KVM host.
 /// Alone it prints this help. With options but without --once, --check or a
@@ -159,7 +159,7 @@ impl From<FileFormat> for Format {
     }
 }
 
-/// Runs the command line; the exit code follows design §3.
+/// Runs the command line and returns the exit code of the process.
 pub fn run(cli: Cli) -> ExitCode {
     if cli.once || cli.check {
         if let Some(command) = &cli.command {
@@ -183,7 +183,7 @@ pub fn run(cli: Cli) -> ExitCode {
             validate_command(&paths, format.map(Format::from), cli.global.output)
         }
         Some(Command::Schema) => {
-            out(&crate::model::json_schema());
+            out(&crate::config::model::json_schema());
             ExitCode::SUCCESS
         }
         Some(Command::Show { network }) => block_on(show_command(&cli.global, network.as_deref())),

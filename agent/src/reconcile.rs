@@ -1,23 +1,25 @@
-//! One reconcile pass: observe → diff → plan → apply → observe again →
-//! report (design §5). The same pass serves `--check` (stops after the plan),
-//! `--once` and the daemon.
+//! One reconcile pass over the three subsystems, each in the same shape:
+//! observe (I/O) → plan (pure) → apply → observe again to verify → report.
+//! The same pass serves `--check` (stops after the plans), `--once` and the
+//! daemon.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::apply::{apply, StepResult};
-use crate::desired::DesiredState;
-use crate::dnsmasq::{self, DnsPlan};
+use crate::config::desired::DesiredState;
+use crate::core::{leave_alone, link_owner, LeaveAlone, StepResult};
+use crate::dnsmasq::{self, DnsObserved, DnsPlan};
 use crate::firewall::{Audit, Firewall};
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
-use crate::managers;
-use crate::memory::Memory;
-use crate::observe::{observe, Observed};
-use crate::plan::{link_owner, plan, Plan, PlanOptions};
+use crate::net::apply::apply;
+use crate::net::bridged::managers;
+use crate::net::bridged::rollback::RolledBack;
+use crate::net::memory::{Memory, Recall};
+use crate::net::observe::{observe, Observed};
+use crate::net::plan::{plan, Plan, PlanOptions};
 use crate::report::{PassKind, PassReport};
-use crate::uplink::RolledBack;
 
 /// The kernel handles a pass works with.
 pub struct Reconciler {
@@ -37,6 +39,32 @@ pub struct Reconciler {
     firewall: Firewall,
 }
 
+/// What a pass observed of the kernel and of dnsmasq, with what the agent
+/// remembers.
+struct PassObservation {
+    kernel: Observed,
+    recall: Recall,
+    dnsmasq: DnsObserved,
+}
+
+/// The three subsystems' plans for one pass.
+struct PassPlan {
+    /// The kernel plan, with the firewall's and dnsmasq's drift and
+    /// failures merged in for the report.
+    kernel: Plan,
+    firewall: Audit,
+    dnsmasq: DnsPlan,
+    warnings: Vec<String>,
+}
+
+impl PassPlan {
+    fn is_empty(&self) -> bool {
+        self.kernel.steps.is_empty()
+            && self.firewall.drift.is_empty()
+            && self.dnsmasq.actions.is_empty()
+    }
+}
+
 impl Reconciler {
     /// Connects to the network namespace of the calling thread; dnsmasq's
     /// files live under `run_dir` and `state_dir`.
@@ -52,8 +80,8 @@ impl Reconciler {
         })
     }
 
-    /// Writes made so far: kernel objects, sysctls, dnsmasq files, processes
-    /// and signals.
+    /// Changes made so far: kernel objects, sysctls, nft transactions,
+    /// dnsmasq's files, starts and signals.
     pub fn writes(&self) -> u64 {
         self.netlink.writes()
             + self.sysctls.writes()
@@ -80,44 +108,12 @@ impl Reconciler {
         self.dnsmasq.follow_logs()
     }
 
-    /// dnsmasq drift and actions; networks the kernel plan cannot converge
-    /// keep whatever runs.
-    fn dnsmasq_plan(&self, desired: &DesiredState, plan: &Plan) -> DnsPlan {
-        let untouched: BTreeSet<String> = plan.failures.iter().map(|f| f.network.clone()).collect();
-        self.dnsmasq.plan(desired, &untouched, desired.complete)
-    }
-
-    pub async fn observe(&self, desired: &DesiredState) -> Result<Observed> {
-        let observed = observe(&self.netlink, &self.sysctls, desired).await?;
-        let owned = observed
-            .kernel
-            .links
-            .iter()
-            .filter(|l| link_owner(l).is_some())
-            .map(|l| l.index)
-            .collect();
-        *self.owned.lock().unwrap_or_else(|e| e.into_inner()) = owned;
-        Ok(observed)
-    }
-
     /// Whether `index` was a link of kvmnet's at the last observation.
     pub fn owns_link(&self, index: u32) -> bool {
         self.owned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&index)
-    }
-
-    fn plan(desired: &DesiredState, observed: &Observed) -> Plan {
-        // A rejected file without a last good copy keeps its networks:
-        // nothing is pruned meanwhile.
-        plan(
-            desired,
-            observed,
-            PlanOptions {
-                prune: desired.complete,
-            },
-        )
     }
 
     /// Drift audit: changes nothing.
@@ -127,89 +123,127 @@ impl Reconciler {
 
     /// A drift audit, with the kernel observation it was made against.
     pub async fn check_observed(&self, desired: &DesiredState) -> Result<(Observed, PassReport)> {
-        let mut observed = self.observe(desired).await?;
-        self.memory.recall(desired, &mut observed, false);
-        let mut plan = Self::plan(desired, &observed);
-        let (audit, dns) = tokio::join!(self.audit_firewall(desired, &plan), async {
-            self.dnsmasq_plan(desired, &plan)
-        });
-        plan.drift.extend(dns.drift);
-        merge(&mut plan, &audit);
-        let mut report = PassReport::build(PassKind::Check, desired, &plan, &[], None, 0);
-        report.warnings = managers::uplink_warnings(desired, &observed.kernel);
-        report.warnings.extend(audit.warnings);
-        Ok((observed, report))
+        let observation = self.observe(desired).await?;
+        let plan = self.plan(desired, &observation, false).await;
+        let mut report = PassReport::build(PassKind::Check, desired, &plan.kernel, &[], None, 0);
+        report.warnings = plan.warnings;
+        Ok((observation.kernel, report))
     }
 
     /// Converges, then verifies against a second observation.
     pub async fn converge(&self, desired: &DesiredState) -> Result<PassReport> {
         let writes_before = self.writes();
-        let mut observed = self.observe(desired).await?;
-        self.memory.recall(desired, &mut observed, true);
-        let mut plan = Self::plan(desired, &observed);
-        self.rolled_back.hold(&mut plan, desired);
-        let mut warnings = managers::uplink_warnings(desired, &observed.kernel);
-        // nft runs in its own processes while dnsmasq's files are read.
-        let (audit, dns) = tokio::join!(self.audit_firewall(desired, &plan), async {
-            self.dnsmasq_plan(desired, &plan)
-        });
-        plan.drift.extend(dns.drift.iter().cloned());
-        if plan.steps.is_empty() && audit.drift.is_empty() && dns.actions.is_empty() {
-            merge(&mut plan, &audit);
-            warnings.extend(audit.warnings);
-            let mut report =
-                PassReport::build(PassKind::Converge, desired, &plan, &[], Some(&plan), 0);
+        let observation = self.observe(desired).await?;
+        let mut warnings = self.memory.save(&observation.recall);
+        let plan = self.plan(desired, &observation, true).await;
+        warnings.extend(plan.warnings.iter().cloned());
+        if plan.is_empty() {
+            let mut report = PassReport::build(
+                PassKind::Converge,
+                desired,
+                &plan.kernel,
+                &[],
+                Some(&plan.kernel),
+                0,
+            );
             report.warnings = warnings;
             return Ok(report);
         }
-        let mut outcomes = apply(&self.netlink, &self.sysctls, &observed.kernel, &plan.steps).await;
-        self.rolled_back.record(&plan, &outcomes, desired);
+
+        let mut outcomes = apply(
+            &self.netlink,
+            &self.sysctls,
+            &observation.kernel.kernel,
+            &plan.kernel.steps,
+        )
+        .await;
+        self.rolled_back.record(&plan.kernel, &outcomes, desired);
         // The firewall and dnsmasq after the kernel steps: they serve the
-        // bridges and their addresses.
-        let no_bridge: BTreeSet<String> = outcomes
+        // bridges and their addresses. A network whose kernel steps failed
+        // has no bridge for dnsmasq to serve.
+        let no_bridge: LeaveAlone = outcomes
             .iter()
             .filter(|o| o.result != StepResult::Done)
             .filter_map(|o| o.network.clone())
             .collect();
         let (firewall, dnsmasq) = tokio::join!(
-            self.firewall.repair(&audit),
-            self.dnsmasq.apply(&dns.actions, &no_bridge)
+            self.firewall.repair(&plan.firewall),
+            self.dnsmasq.apply(&plan.dnsmasq.actions, &no_bridge)
         );
         outcomes.extend(firewall);
         outcomes.extend(dnsmasq);
-        let mut after = self.observe(desired).await?;
-        self.memory.recall(desired, &mut after, true);
-        let mut verify = Self::plan(desired, &after);
-        let (verify_audit, verify_dns) =
-            tokio::join!(self.audit_firewall(desired, &verify), async {
-                self.dnsmasq_plan(desired, &verify)
-            });
-        verify.drift.extend(verify_dns.drift);
-        merge(&mut verify, &verify_audit);
-        merge(&mut plan, &audit);
-        warnings.extend(verify_audit.warnings);
+
+        let after = self.observe(desired).await?;
+        warnings.extend(self.memory.save(&after.recall));
+        let verify = self.plan(desired, &after, false).await;
         let writes = self.writes() - writes_before;
         let mut report = PassReport::build(
             PassKind::Converge,
             desired,
-            &plan,
+            &plan.kernel,
             &outcomes,
-            Some(&verify),
+            Some(&verify.kernel),
             writes,
         );
         report.warnings = warnings;
         Ok(report)
     }
 
-    /// The firewall's audit, leaving alone the networks the plan cannot converge.
-    async fn audit_firewall(&self, desired: &DesiredState, plan: &Plan) -> Audit {
-        let failed: BTreeSet<&str> = plan.failures.iter().map(|f| f.network.as_str()).collect();
-        self.firewall.audit(desired, &failed).await
+    /// Observes the kernel and dnsmasq, and recalls the memory.
+    async fn observe(&self, desired: &DesiredState) -> Result<PassObservation> {
+        let kernel = observe(&self.netlink, &self.sysctls, desired).await?;
+        let owned = kernel
+            .kernel
+            .links
+            .iter()
+            .filter(|l| link_owner(l).is_some())
+            .map(|l| l.index)
+            .collect();
+        *self.owned.lock().unwrap_or_else(|e| e.into_inner()) = owned;
+        let recall = self.memory.recall(desired, &kernel.kernel);
+        let dnsmasq = self.dnsmasq.observe_desired(desired);
+        Ok(PassObservation {
+            kernel,
+            recall,
+            dnsmasq,
+        })
     }
-}
 
-/// Adds the firewall's drift and failures to a plan's, for the report.
-fn merge(plan: &mut Plan, audit: &Audit) {
-    plan.drift.extend(audit.drift.iter().cloned());
-    plan.failures.extend(audit.failures.iter().cloned());
+    /// Plans the three subsystems. The kernel plan decides which networks
+    /// cannot be converged; the firewall and dnsmasq leave those alone.
+    /// `hold` (the converging plan): bridged take-overs rolled back before
+    /// are not tried again.
+    async fn plan(&self, desired: &DesiredState, seen: &PassObservation, hold: bool) -> PassPlan {
+        // A rejected file without a last good copy keeps its networks:
+        // nothing is pruned meanwhile.
+        let options = PlanOptions {
+            prune: desired.complete,
+        };
+        let mut kernel = plan(desired, &seen.kernel, &seen.recall.learned, options);
+        if hold {
+            self.rolled_back.hold(&mut kernel, desired);
+        }
+        let leave_alone = leave_alone(&kernel.failures);
+        let firewall = self.firewall.audit(desired, &leave_alone).await;
+        let dnsmasq = dnsmasq::plan(
+            desired,
+            &seen.dnsmasq,
+            self.dnsmasq.dirs(),
+            self.dnsmasq.run_as(),
+            &leave_alone,
+            desired.complete,
+        );
+        let mut warnings = seen.recall.warnings.clone();
+        warnings.extend(managers::uplink_warnings(desired, &seen.kernel.kernel));
+        warnings.extend(firewall.warnings.iter().cloned());
+        kernel.drift.extend(dnsmasq.drift.iter().cloned());
+        kernel.drift.extend(firewall.drift.iter().cloned());
+        kernel.failures.extend(firewall.failures.iter().cloned());
+        PassPlan {
+            kernel,
+            firewall,
+            dnsmasq,
+            warnings,
+        }
+    }
 }

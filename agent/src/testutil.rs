@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use crate::desired::DesiredState;
+use crate::config::desired::DesiredState;
+use crate::config::load::{parse_bytes, FileLoad};
 use crate::kernel::Link;
-use crate::load::{parse_bytes, FileLoad};
 
 /// The desired state of one TOML file, `t.toml`, valid or not.
 pub fn desired(text: &str) -> DesiredState {

@@ -5,7 +5,7 @@
 //! The good cases under `tests/corpus/good/` are TOML/YAML twins that must
 //! validate and give identical models.
 //!
-//! `KVMNET_UPDATE_CORPUS=1 cargo test -p kvmnet --test corpus` rewrites the
+//! `KVMNET_BLESS=1 cargo test -p kvmnet --test corpus` rewrites the
 //! expectations; review every change by eye: a wrong position or a vague
 //! message is a bug to fix, not to record.
 
@@ -13,8 +13,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kvmnet::desired::DesiredState;
-use kvmnet::load;
+use kvmnet::config::desired::DesiredState;
+use kvmnet::config::load;
 
 const EXPECTED: &str = "expected";
 
@@ -49,7 +49,7 @@ fn expectation_of(case: &Path) -> PathBuf {
 
 #[test]
 fn bad_inputs_fail_with_their_recorded_diagnostics() {
-    let update = std::env::var_os("KVMNET_UPDATE_CORPUS").is_some();
+    let update = std::env::var_os("KVMNET_BLESS").is_some();
     let all = entries(&corpus("bad"));
     let cases: Vec<&PathBuf> = all
         .iter()
@@ -97,7 +97,7 @@ fn bad_inputs_fail_with_their_recorded_diagnostics() {
     }
     assert!(
         failures.is_empty(),
-        "{} corpus case(s) failed (KVMNET_UPDATE_CORPUS=1 rewrites the expectations):\n\n{}",
+        "{} corpus case(s) failed (KVMNET_BLESS=1 rewrites the expectations):\n\n{}",
         failures.len(),
         failures.join("\n")
     );

@@ -7,8 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kvmnet::desired::DesiredState;
-use kvmnet::load::{parse_bytes, FileLoad, Format};
+use kvmnet::config::desired::DesiredState;
+use kvmnet::config::load::{parse_bytes, FileLoad, Format};
 use proptest::prelude::*;
 
 /// Fragments that stress the parsers and the rules when spliced into a file.

@@ -5,14 +5,14 @@ use std::path::Path;
 #[test]
 fn checked_in_schema_is_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/kvmnet.schema.json");
-    let generated = kvmnet::model::json_schema();
-    if std::env::var_os("KVMNET_UPDATE_SCHEMA").is_some() {
+    let generated = kvmnet::config::model::json_schema();
+    if std::env::var_os("KVMNET_BLESS").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         checked_in == generated,
-        "schema/kvmnet.schema.json is out of date: run `KVMNET_UPDATE_SCHEMA=1 cargo test -p kvmnet --test schema` and commit it"
+        "schema/kvmnet.schema.json is out of date: run `KVMNET_BLESS=1 cargo test -p kvmnet --test schema` and commit it"
     );
 }
 

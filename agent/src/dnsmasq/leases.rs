@@ -27,6 +27,17 @@ pub fn parse(text: &str) -> Vec<Lease> {
     text.lines().filter_map(parse_line).collect()
 }
 
+/// The server's DUID (the `duid` line before the IPv6 leases), which a
+/// DHCPv6 release must name.
+pub fn server_duid(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split_ascii_whitespace();
+        (fields.next() == Some("duid"))
+            .then(|| fields.next().map(str::to_string))
+            .flatten()
+    })
+}
+
 fn parse_line(line: &str) -> Option<Lease> {
     let fields: Vec<&str> = line.split_ascii_whitespace().collect();
     if fields.len() < 4 || fields[0] == "duid" {
@@ -91,6 +102,15 @@ duid 00:01:00:01:2c:aa:bb:cc:52:54:00:00:00:01
         assert_eq!(leases[2].mac, None);
         assert_eq!(leases[2].iaid, Some(1234));
         assert_eq!(leases[2].client_id.as_deref(), Some("00:04:aa:bb"));
+    }
+
+    #[test]
+    fn the_server_duid_is_read_from_its_line() {
+        assert_eq!(
+            server_duid(FILE).as_deref(),
+            Some("00:01:00:01:2c:aa:bb:cc:52:54:00:00:00:01")
+        );
+        assert_eq!(server_duid("duid\n1 2 3"), None);
     }
 
     #[test]

@@ -7,8 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::plan::{Change, Drift, Resource};
+use crate::core::{Change, Drift, LeaveAlone, Resource};
 
+use super::leasediff::DhcpUsage;
+use super::leases::Lease;
 use super::render::Rendered;
 
 /// What the agent found of one network's instance.
@@ -48,6 +50,15 @@ pub enum DnsAction {
     },
     /// Stop dnsmasq (if running) and remove its files.
     Stop { network: String, pid: Option<i32> },
+    /// Release a stale lease in the running dnsmasq (a DHCPRELEASE sent on
+    /// the client's behalf): same process, other leases untouched.
+    Release {
+        network: String,
+        bridge: String,
+        lease: Lease,
+        /// The server's DUID from the lease file, for IPv6 leases.
+        server_duid: Option<String>,
+    },
 }
 
 impl DnsAction {
@@ -56,7 +67,8 @@ impl DnsAction {
             DnsAction::Start { network, .. }
             | DnsAction::Restart { network, .. }
             | DnsAction::Reload { network, .. }
-            | DnsAction::Stop { network, .. } => network,
+            | DnsAction::Stop { network, .. }
+            | DnsAction::Release { network, .. } => network,
         }
     }
 }
@@ -82,6 +94,16 @@ impl fmt::Display for DnsAction {
                 ),
                 None => write!(f, "remove the dnsmasq files of {network}"),
             },
+            DnsAction::Release { bridge, lease, .. } => write!(
+                f,
+                "release the lease of {} on {} in dnsmasq on {bridge}",
+                lease
+                    .mac
+                    .as_deref()
+                    .or(lease.client_id.as_deref())
+                    .unwrap_or("a client"),
+                lease.ip
+            ),
         }
     }
 }
@@ -90,6 +112,8 @@ impl fmt::Display for DnsAction {
 pub struct DnsPlan {
     pub drift: Vec<Drift>,
     pub actions: Vec<DnsAction>,
+    /// Leases and pool use of each network serving DHCP.
+    pub usage: BTreeMap<String, DhcpUsage>,
 }
 
 /// What the plan works from.
@@ -101,7 +125,7 @@ pub struct Inputs<'a> {
     pub observed: &'a BTreeMap<String, ObservedInstance>,
     /// Networks whose instance is left as it is, whatever runs: those that
     /// cannot be converged.
-    pub untouched: &'a BTreeSet<String>,
+    pub leave_alone: &'a LeaveAlone,
     /// Networks in the files (an unwanted instance of one is stopped).
     pub desired: &'a BTreeSet<String>,
     /// Stop instances of networks that are no longer in the files.
@@ -111,7 +135,7 @@ pub struct Inputs<'a> {
 pub fn plan(inputs: &Inputs) -> DnsPlan {
     let mut p = DnsPlan::default();
     for (network, files) in inputs.wanted {
-        if inputs.untouched.contains(network) {
+        if inputs.leave_alone.contains(network) {
             continue;
         }
         let object = inputs
@@ -171,7 +195,7 @@ pub fn plan(inputs: &Inputs) -> DnsPlan {
     }
     for (network, found) in inputs.observed {
         let unwanted = !inputs.wanted.contains_key(network)
-            && !inputs.untouched.contains(network)
+            && !inputs.leave_alone.contains(network)
             && (inputs.prune || inputs.desired.contains(network));
         if unwanted && found.exists() {
             p.drift
@@ -256,7 +280,7 @@ mod tests {
     struct Case {
         wanted: BTreeMap<String, Rendered>,
         observed: BTreeMap<String, ObservedInstance>,
-        untouched: BTreeSet<String>,
+        leave_alone: LeaveAlone,
         desired: BTreeSet<String>,
         prune: bool,
     }
@@ -266,7 +290,7 @@ mod tests {
             Case {
                 wanted: BTreeMap::new(),
                 observed: BTreeMap::new(),
-                untouched: BTreeSet::new(),
+                leave_alone: LeaveAlone::new(),
                 desired: BTreeSet::new(),
                 prune: true,
             }
@@ -293,7 +317,7 @@ mod tests {
                 wanted: &self.wanted,
                 bridges: &bridges,
                 observed: &self.observed,
-                untouched: &self.untouched,
+                leave_alone: &self.leave_alone,
                 desired: &self.desired,
                 prune: self.prune,
             })
@@ -386,11 +410,11 @@ mod tests {
     }
 
     #[test]
-    fn untouched_networks_keep_what_runs() {
+    fn networks_left_alone_keep_what_runs() {
         let f = files("interface=br-a\n", "");
         let mut case = Case::new().want("a", &f).found("b", running(9, &f));
-        case.untouched.insert("a".into());
-        case.untouched.insert("b".into());
+        case.leave_alone.insert("a".into());
+        case.leave_alone.insert("b".into());
         assert_eq!(case.plan(), DnsPlan::default());
     }
 }

@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{chown, Gid, Group, Pid, User};
 use tokio::time::Instant;
 
-use crate::files::write_atomic;
+use crate::core::fs::write_atomic;
 
 use super::paths::{Dirs, InstancePaths};
 use super::plan::ObservedInstance;
@@ -66,6 +66,11 @@ impl Supervisor {
     /// Files written, processes started and signals sent so far.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Counts a change made on the instances' behalf (a lease released).
+    pub fn count_write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// From now on, every instance observed alive or started is watched, and

@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::desired::DesiredNetwork;
-use crate::model::{DhcpConfig, LeaseTime, Mode};
+use crate::config::desired::DesiredNetwork;
+use crate::config::model::{DhcpConfig, LeaseTime, Mode};
 
 use super::paths::InstancePaths;
 
@@ -293,8 +293,8 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
+    use crate::config::model::NetworksFile;
     use crate::dnsmasq::paths::Dirs;
-    use crate::model::NetworksFile;
 
     fn network(toml_text: &str) -> DesiredNetwork {
         let file: NetworksFile = toml::from_str(toml_text).unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::desired::DesiredNetwork;
+use crate::config::desired::DesiredNetwork;
 
 use super::leases::Lease;
 
@@ -127,8 +127,8 @@ pub fn to_text(rows: &[LeaseRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::model::NetworksFile;
     use crate::dnsmasq::leases::parse;
-    use crate::model::NetworksFile;
 
     #[test]
     fn marks_static_reservations_and_adds_prefixes() {

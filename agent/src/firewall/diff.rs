@@ -4,7 +4,7 @@
 //! changed item (wanted and found), a deleted one as missing, an added one
 //! as extra.
 
-use crate::plan::{Change, Drift, Resource};
+use crate::core::{Change, Drift, Resource};
 
 use super::{text, Rule, Table, FAMILY, TABLE};
 

@@ -178,6 +178,7 @@ mod tests {
     /// Needs root: runs in a network namespace of its own thread (`nft`,
     /// forked from that thread, runs there too).
     #[test]
+    #[ignore = "needs root (a network namespace) and nft: scripts/test.sh runs it"]
     fn generation_moves_with_each_nftables_commit_and_only_then() {
         std::thread::spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)

@@ -1,4 +1,4 @@
-//! The firewall: kvmnet's nftables rules (design §1), kept in one table of
+//! The firewall: kvmnet's nftables rules, kept in one table of
 //! its own, `inet kvmnet`, and replaced as a whole in one `nft` transaction.
 //!
 //! Rendering ([`render`]), diffing ([`diff`]) and the coexistence check
@@ -26,12 +26,12 @@ pub const STRUCTURAL: &str = "kvmnet";
 
 /// The comment that marks a rule as `network`'s (like the links' alias).
 pub fn rule_comment(network: &str) -> String {
-    crate::plan::owner_alias(network)
+    crate::core::owner_alias(network)
 }
 
 /// The network a rule's comment names, if any.
 pub fn comment_network(comment: &str) -> Option<&str> {
-    comment.strip_prefix(crate::plan::ALIAS_PREFIX)
+    comment.strip_prefix(crate::core::ALIAS_PREFIX)
 }
 
 /// A chain of our table. Base chains have a hook; regular chains are only
@@ -99,11 +99,11 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::apply::{Outcome, StepResult};
-use crate::desired::{DesiredNetwork, DesiredState};
-use crate::files::write_atomic;
-use crate::model::Mode;
-use crate::plan::{Drift, Failure};
+use crate::config::desired::{DesiredNetwork, DesiredState};
+use crate::config::model::Mode;
+use crate::core::fs::write_atomic;
+use crate::core::{Drift, Failure, LeaveAlone};
+use crate::core::{Outcome, StepResult};
 use coexist::BaseChain;
 use generation::GenerationKey;
 
@@ -174,14 +174,14 @@ impl Firewall {
 
     /// Observes our table and the other tables' base chains (two `nft`
     /// runs, in parallel; none when the ruleset generation shows that the
-    /// table is the wanted one) and diffs. `failed` networks cannot be
-    /// converged (their bridge name is taken...): their rules are left as
+    /// table is the wanted one) and diffs. Networks in `leave_alone` cannot
+    /// be converged (their bridge name is taken...): their rules are left as
     /// they are.
-    pub async fn audit(&self, desired: &DesiredState, failed: &BTreeSet<&str>) -> Audit {
+    pub async fn audit(&self, desired: &DesiredState, leave_alone: &LeaveAlone) -> Audit {
         let live: Vec<&DesiredNetwork> = desired
             .networks
             .values()
-            .filter(|n| !failed.contains(n.name.as_str()))
+            .filter(|n| !leave_alone.contains(&n.name))
             .collect();
         let bridges = |pred: fn(Mode) -> bool| -> Vec<&str> {
             live.iter()

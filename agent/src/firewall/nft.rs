@@ -59,10 +59,6 @@ pub struct Nft {
 }
 
 impl Nft {
-    pub fn new() -> Nft {
-        Nft::default()
-    }
-
     /// Transactions committed so far.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)

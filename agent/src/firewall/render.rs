@@ -1,5 +1,6 @@
-//! Rendering: the rules of design §1 as a pure function of the desired
-//! networks, in the JSON form `nft -j list table inet kvmnet` prints them.
+//! Rendering: the rules of each mode (README, "Firewall") as a pure
+//! function of the desired networks, in the JSON form `nft -j list table
+//! inet kvmnet` prints them.
 //!
 //! The layout follows libvirt's nftables backend: the `forward` base chain
 //! jumps to `guest_cross` (bridge to itself), `guest_input` (into guests)
@@ -14,8 +15,8 @@ use ipnet::IpNet;
 use serde_json::{json, Value};
 
 use super::{rule_comment, Chain, Hook, Rule, Table, STRUCTURAL};
-use crate::desired::DesiredNetwork;
-use crate::model::{Mode, PortForward, PortRange, Proto};
+use crate::config::desired::DesiredNetwork;
+use crate::config::model::{Mode, PortForward, PortRange, Proto};
 
 pub const FORWARD: &str = "forward";
 pub const GUEST_CROSS: &str = "guest_cross";
@@ -95,7 +96,7 @@ enum Forwarding {
 
 fn forwarding(net: &DesiredNetwork, subnet: IpNet) -> Forwarding {
     match net.spec.mode {
-        // Design §1: IPv6 subnets are routed unless nat.ipv6.
+        // IPv6 subnets are routed unless nat.ipv6.
         Mode::Nat if subnet.addr().is_ipv4() || net.spec.nat.as_ref().is_some_and(|n| n.ipv6) => {
             Forwarding::Nat
         }

@@ -64,6 +64,7 @@ impl KernelError {
     }
 
     /// What was being done, e.g. "set MTU 9000 on virbr-nat (index 7)".
+    #[cfg(test)]
     pub fn op(&self) -> &str {
         match self {
             Self::Refused { op, .. }

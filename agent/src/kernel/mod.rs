@@ -27,7 +27,7 @@ pub use write::{BridgeSettings, LinkRef, RouteSpec};
 
 /// kvmnet's routing protocol number: `rtm_protocol` of the routes it installs
 /// and `IFA_PROTO` of the addresses it adds, which is how it recognises its
-/// own objects after a restart, with no state of its own (design §4).
+/// own objects after a restart, with no state of its own.
 ///
 /// 72 is unused by the kernel and iproute2. To have `ip route` show
 /// `proto kvmnet` instead of `proto 72`, install

@@ -158,7 +158,9 @@ impl Netlink {
         Ok(index)
     }
 
-    /// Sets IFLA_IFALIAS; an empty alias removes it.
+    /// Sets IFLA_IFALIAS; an empty alias removes it. Only tests change an
+    /// alias: kvmnet sets it when it creates a link.
+    #[cfg(test)]
     pub async fn set_alias(&self, link: LinkRef<'_>, alias: &str) -> Result<()> {
         let msg = LinkUnspec::new_with_index(link.index).alias(alias).build();
         self.change_link(format!("set alias {alias:?} on {link}"), msg)

@@ -1,7 +1,7 @@
 //! Rendering per mode: which rules each network gets, as `nft list` text.
 
 use super::*;
-use crate::desired::DesiredState;
+use crate::config::desired::DesiredState;
 use crate::firewall::text;
 
 fn desired(text: &str) -> DesiredState {

@@ -1,0 +1,12 @@
+//! The vocabulary every subsystem shares: drift, outcomes and failures,
+//! ownership, and atomic file writes. It imports nothing of the crate but
+//! the kernel's link type.
+
+pub mod drift;
+pub mod fs;
+pub mod outcome;
+pub mod owner;
+
+pub use drift::{Change, Drift, Resource};
+pub use outcome::{leave_alone, Failure, LeaveAlone, Outcome, StepResult};
+pub use owner::{link_owner, owner_alias, ALIAS_PREFIX};

@@ -1,0 +1,32 @@
+//! Observation: what the kernel holds now, read in one dump per object type
+//! plus the few sysctls kvmnet manages.
+
+use crate::config::desired::DesiredState;
+use crate::kernel::sysctl::Sysctls;
+use crate::kernel::{Netlink, Result, Snapshot};
+use crate::net::wanted::{sysctl_keys, SysctlValues};
+
+/// The observed state a plan is made against.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub kernel: Snapshot,
+    pub sysctls: SysctlValues,
+}
+
+/// Observes the kernel objects and the sysctls that `desired` involves.
+pub async fn observe(
+    netlink: &Netlink,
+    sysctls: &Sysctls,
+    desired: &DesiredState,
+) -> Result<Observed> {
+    let kernel = netlink.snapshot().await?;
+    let mut values = SysctlValues::new();
+    for key in sysctl_keys(desired) {
+        let value = sysctls.read(&key)?;
+        values.insert(key, value);
+    }
+    Ok(Observed {
+        kernel,
+        sysctls: values,
+    })
+}
