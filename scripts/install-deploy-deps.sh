@@ -2,8 +2,9 @@
 # Installs the tools the packaging and deploy tests use, if missing (Debian 12,
 # as root): cargo-deb (builds the .deb), lintian, systemd-analyze, man (for
 # its Documentation= check), git, puppet, puppet-lint and puppetlabs-stdlib
-# (Debian packages), and ansible-core with ansible-lint (from PyPI, into a
-# virtualenv under target/ so the system Python stays as it is).
+# (Debian packages), and ansible-core, ansible-lint and jsonschema (for the
+# schema test) from PyPI, into a virtualenv under target/ so that the system
+# Python stays as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ fi
 command -v cargo-deb >/dev/null || cargo install --quiet --locked cargo-deb
 
 venv=target/deploy-tools/venv
-if [ ! -x "$venv/bin/ansible-lint" ]; then
+if [ ! -x "$venv/bin/ansible-lint" ] || ! "$venv/bin/python" -c "import jsonschema" 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check ansible-core ansible-lint
+    "$venv/bin/pip" install --quiet --disable-pip-version-check ansible-core ansible-lint jsonschema
 fi
