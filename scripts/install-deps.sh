@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the system tools kvmnet needs at run time (nft, dnsmasq) and the
+# Installs the system tools kvmnet needs at run time (nft, dnsmasq,
+# dhcp_release) and the
 # ones its end-to-end tests use (ip, busybox), if missing. Debian/Ubuntu, as root.
 set -euo pipefail
 
 missing=()
 command -v nft >/dev/null || missing+=(nftables)
 command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+command -v dhcp_release >/dev/null || missing+=(dnsmasq-utils)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v busybox >/dev/null || missing+=(busybox)
 command -v ss >/dev/null || missing+=(iproute2)

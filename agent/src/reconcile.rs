@@ -126,6 +126,7 @@ impl Reconciler {
         let observation = self.observe(desired).await?;
         let plan = self.plan(desired, &observation, false).await;
         let mut report = PassReport::build(PassKind::Check, desired, &plan.kernel, &[], None, 0);
+        report.set_dhcp_usage(&plan.dnsmasq.usage);
         report.warnings = plan.warnings;
         Ok((observation.kernel, report))
     }
@@ -146,6 +147,7 @@ impl Reconciler {
                 Some(&plan.kernel),
                 0,
             );
+            report.set_dhcp_usage(&plan.dnsmasq.usage);
             report.warnings = warnings;
             return Ok(report);
         }
@@ -185,6 +187,7 @@ impl Reconciler {
             Some(&verify.kernel),
             writes,
         );
+        report.set_dhcp_usage(&verify.dnsmasq.usage);
         report.warnings = warnings;
         Ok(report)
     }

@@ -228,13 +228,14 @@ impl Supervisor {
             } => self.reload(network, *pid, files),
             DnsAction::Stop { network, pid } => self.remove(network, *pid).await,
             DnsAction::Release {
+                network,
                 bridge,
                 lease,
                 server_duid,
-                ..
             } => {
                 self.count_write();
-                release::release(bridge, lease, server_duid.as_deref()).await
+                let lease_file = self.dirs().instance(network).leases;
+                release::release(bridge, lease, server_duid.as_deref(), &lease_file).await
             }
         }
     }

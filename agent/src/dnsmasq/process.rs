@@ -205,7 +205,9 @@ impl Supervisor {
             .or_else(|_| kill(group, Signal::SIGTERM))
             .map_err(|e| format!("cannot stop dnsmasq (pid {pid}): {e}"))?;
         let deadline = Instant::now() + STOP_TIMEOUT;
-        while is_our_dnsmasq(pid, &paths) {
+        // Its TCP children hold the listening sockets too: the ports are
+        // free only once the whole group is gone.
+        while is_our_dnsmasq(pid, &paths) || group_alive(pid) {
             if Instant::now() >= deadline {
                 let _ = killpg(group, Signal::SIGKILL);
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -394,6 +396,24 @@ impl Supervisor {
             }
         });
     }
+}
+
+/// Whether a live (not zombie) process of process group `pgid` remains.
+fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // After the command's closing parenthesis: state, ppid, pgrp.
+        let mut fields = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+        group == Some(pgid) && state.is_some_and(|s| s != "Z" && s != "X")
+    })
 }
 
 fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {

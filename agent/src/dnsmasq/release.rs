@@ -4,13 +4,54 @@
 //! that lease and no other.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
-use super::leases::Lease;
+use tokio::time::Instant;
 
-/// Releases `lease` in the dnsmasq serving `bridge`. `server_duid` (from
-/// the lease file) is needed for IPv6 leases.
-pub async fn release(bridge: &str, lease: &Lease, server_duid: Option<&str>) -> Result<(), String> {
+use super::leases::{self, Lease};
+
+/// How long dnsmasq gets to drop a released lease from its lease file
+/// before the release is sent again, and given up after a second time.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Releases `lease` in the dnsmasq serving `bridge`, and confirms it:
+/// dnsmasq rewrites `lease_file` without it. A dnsmasq started a moment ago
+/// may not handle the first DHCPRELEASE yet: it is sent a second time.
+/// `server_duid` (from the lease file) is needed for IPv6 leases.
+pub async fn release(
+    bridge: &str,
+    lease: &Lease,
+    server_duid: Option<&str>,
+    lease_file: &Path,
+) -> Result<(), String> {
+    for _ in 0..2 {
+        send(bridge, lease, server_duid).await?;
+        let deadline = Instant::now() + CONFIRM_TIMEOUT;
+        while Instant::now() < deadline {
+            if !holds(lease_file, lease) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Err(format!(
+        "dnsmasq still holds the lease on {} after two DHCPRELEASEs",
+        lease.ip
+    ))
+}
+
+/// Whether the lease file still holds `lease` (its address for its client).
+fn holds(lease_file: &Path, lease: &Lease) -> bool {
+    let text = std::fs::read_to_string(lease_file).unwrap_or_default();
+    leases::parse(&text)
+        .iter()
+        .any(|l| l.ip == lease.ip && l.mac == lease.mac && l.client_id == lease.client_id)
+}
+
+/// Sends one DHCPRELEASE for `lease`.
+async fn send(bridge: &str, lease: &Lease, server_duid: Option<&str>) -> Result<(), String> {
     let (program, args) = command(bridge, lease, server_duid)?;
     let output = tokio::process::Command::new(program)
         .args(&args)

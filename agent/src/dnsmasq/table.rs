@@ -26,49 +26,74 @@ pub struct LeaseRow {
     /// The address is a static reservation of the network (`dhcp.hosts`).
     #[serde(rename = "static")]
     pub reserved: bool,
+    /// A client holds a lease on it (false: a reservation no client has
+    /// taken yet).
+    pub leased: bool,
 }
 
-/// The rows of `net`'s `leases`.
+/// The rows of `net`'s `leases`: its leases, then the static reservations
+/// no lease holds yet.
 pub fn rows(net: &DesiredNetwork, leases: &[Lease]) -> Vec<LeaseRow> {
-    leases
+    let prefix_of = |addr: IpAddr| {
+        net.spec
+            .ip
+            .iter()
+            .find(|ip| ip.address.0.contains(&addr))
+            .map_or_else(
+                || addr.to_string(),
+                |ip| format!("{addr}/{}", ip.address.0.prefix_len()),
+            )
+    };
+    let unleased = net
+        .spec
+        .ip
         .iter()
-        .map(|lease| {
-            let prefix = net
-                .spec
-                .ip
-                .iter()
-                .find(|ip| ip.address.0.contains(&lease.ip))
-                .map(|ip| ip.address.0.prefix_len());
-            let reserved = net
-                .spec
-                .ip
-                .iter()
-                .flat_map(|ip| ip.dhcp.iter().flat_map(|d| &d.hosts))
-                .any(|h| h.ip == lease.ip);
-            LeaseRow {
-                network: net.name.clone(),
-                expiry: lease.expiry.map_or_else(
-                    || "never".to_string(),
-                    |secs| {
-                        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
-                            .to_string()
-                    },
-                ),
-                mac: lease.mac.clone(),
-                protocol: match lease.ip {
-                    IpAddr::V4(_) => "ipv4",
-                    IpAddr::V6(_) => "ipv6",
+        .flat_map(|ip| ip.dhcp.iter().flat_map(|d| &d.hosts))
+        .filter(|h| !leases.iter().any(|l| l.ip == h.ip))
+        .map(|h| LeaseRow {
+            network: net.name.clone(),
+            expiry: "no lease".to_string(),
+            mac: h.mac.map(|m| m.to_string()),
+            protocol: protocol(h.ip),
+            ip: prefix_of(h.ip),
+            hostname: h.name.clone(),
+            client_id: None,
+            reserved: true,
+            leased: false,
+        });
+    let leased = leases.iter().map(|lease| {
+        let reserved = net
+            .spec
+            .ip
+            .iter()
+            .flat_map(|ip| ip.dhcp.iter().flat_map(|d| &d.hosts))
+            .any(|h| h.ip == lease.ip);
+        LeaseRow {
+            network: net.name.clone(),
+            expiry: lease.expiry.map_or_else(
+                || "never".to_string(),
+                |secs| {
+                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
+                        .to_string()
                 },
-                ip: match prefix {
-                    Some(p) => format!("{}/{p}", lease.ip),
-                    None => lease.ip.to_string(),
-                },
-                hostname: lease.hostname.clone(),
-                client_id: lease.client_id.clone(),
-                reserved,
-            }
-        })
-        .collect()
+            ),
+            mac: lease.mac.clone(),
+            protocol: protocol(lease.ip),
+            ip: prefix_of(lease.ip),
+            hostname: lease.hostname.clone(),
+            client_id: lease.client_id.clone(),
+            reserved,
+            leased: true,
+        }
+    });
+    leased.chain(unleased).collect()
+}
+
+fn protocol(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "ipv4",
+        IpAddr::V6(_) => "ipv6",
+    }
 }
 
 /// A table with virsh's columns, plus the network and whether the address
@@ -139,7 +164,10 @@ mode = "nat"
 [[networks.n.ip]]
 address = "192.168.10.1/24"
 dhcp.ranges = [{ start = "192.168.10.100", end = "192.168.10.199" }]
-dhcp.hosts = [{ mac = "52:54:00:00:00:10", ip = "192.168.10.10", name = "fixed" }]
+dhcp.hosts = [
+  { mac = "52:54:00:00:00:10", ip = "192.168.10.10", name = "fixed" },
+  { mac = "52:54:00:00:00:11", ip = "192.168.10.11", name = "later" },
+]
 "#,
         )
         .unwrap();
@@ -158,6 +186,11 @@ dhcp.hosts = [{ mac = "52:54:00:00:00:10", ip = "192.168.10.10", name = "fixed" 
         assert_eq!(rows[0].expiry, "never");
         assert!(!rows[1].reserved);
         assert_eq!(rows[1].expiry, "2025-11-28T12:00:00Z");
+        assert_eq!(rows.len(), 3, "the reservation without a lease is listed");
+        assert_eq!(rows[2].ip, "192.168.10.11/24");
+        assert_eq!(rows[2].hostname.as_deref(), Some("later"));
+        assert_eq!(rows[2].expiry, "no lease");
+        assert!(rows[2].reserved && !rows[2].leased && rows[0].leased);
         let text = to_text(&rows);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with(" Network   Expiry Time"), "{text}");
@@ -167,6 +200,10 @@ dhcp.hosts = [{ mac = "52:54:00:00:00:10", ip = "192.168.10.10", name = "fixed" 
         );
         assert!(
             lines[3].contains("01:52:54:00:00:00:20") && lines[3].ends_with("no"),
+            "{text}"
+        );
+        assert!(
+            lines[4].contains("no lease") && lines[4].ends_with("yes"),
             "{text}"
         );
     }

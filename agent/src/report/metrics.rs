@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::StepResult;
+use crate::dnsmasq::leasediff::DhcpUsage;
 use crate::report::{NetworkState, PassReport};
 
 /// Upper bounds (seconds) of the pass duration histogram.
@@ -39,6 +40,9 @@ pub struct Metrics {
     config_errors: u64,
     /// network → unexpected dnsmasq exits.
     dnsmasq_exits: BTreeMap<String, u64>,
+    /// network → leases and pool use at the last pass (gauges: networks
+    /// gone from the files go with them).
+    dhcp: BTreeMap<String, DhcpUsage>,
 }
 
 impl Metrics {
@@ -79,6 +83,11 @@ impl Metrics {
         for n in &report.networks {
             *self.states.entry(state_label(n.state)).or_default() += 1;
         }
+        self.dhcp = report
+            .networks
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), n.dhcp?)))
+            .collect();
         self.config_errors = report.config_errors.len() as u64;
         self.last_result = Some(report.result);
         if report.exit_code() == 0 {
@@ -173,6 +182,35 @@ impl Metrics {
             );
         }
 
+        type Gauge = fn(&DhcpUsage) -> u64;
+        let gauges: [(&str, &str, Gauge); 3] = [
+            (
+                "kvmnet_dhcp_leases",
+                "Active DHCP leases, static and dynamic.",
+                |u| u.leases,
+            ),
+            (
+                "kvmnet_dhcp_pool_size",
+                "Addresses in the dynamic DHCP ranges.",
+                |u| u.pool_size,
+            ),
+            (
+                "kvmnet_dhcp_pool_used",
+                "Active leases on addresses of the dynamic DHCP ranges.",
+                |u| u.pool_used,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            header(w, name, "gauge", help);
+            for (network, usage) in &self.dhcp {
+                let _ = writeln!(
+                    w,
+                    "{name}{{network=\"{}\"}} {}",
+                    escape(network),
+                    value(usage)
+                );
+            }
+        }
         header(
             w,
             "kvmnet_config_errors",
@@ -248,6 +286,40 @@ mod tests {
     use crate::core::{Change, Drift, Resource};
     use crate::net::plan::Plan;
     use crate::report::PassKind;
+
+    #[test]
+    fn dhcp_gauges_follow_the_last_pass_and_drop_networks_without_dhcp() {
+        let desired = crate::testutil::desired(
+            "[networks.a]\nmode = \"nat\"\n[[networks.a.ip]]\naddress = \"10.0.0.1/24\"\n",
+        );
+        let mut report = PassReport::build(
+            PassKind::Converge,
+            &desired,
+            &Plan::default(),
+            &[],
+            Some(&Plan::default()),
+            0,
+        );
+        let usage = DhcpUsage {
+            leases: 3,
+            pool_size: 50,
+            pool_used: 2,
+        };
+        report.set_dhcp_usage(&BTreeMap::from([("a".to_string(), usage)]));
+        let mut m = Metrics::default();
+        m.record(&report, Duration::from_millis(1));
+        let text = m.render();
+        for line in [
+            "kvmnet_dhcp_leases{network=\"a\"} 3\n",
+            "kvmnet_dhcp_pool_size{network=\"a\"} 50\n",
+            "kvmnet_dhcp_pool_used{network=\"a\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        report.set_dhcp_usage(&BTreeMap::new());
+        m.record(&report, Duration::from_millis(1));
+        assert!(!m.render().contains("kvmnet_dhcp_leases{"));
+    }
 
     #[test]
     fn counts_drift_repairs_and_durations() {

@@ -17,6 +17,7 @@ use crate::config::desired::DesiredState;
 use crate::config::diagnostic::Diagnostic;
 use crate::core::Drift;
 use crate::core::{Outcome, StepResult};
+use crate::dnsmasq::leasediff::DhcpUsage;
 use crate::net::plan::Plan;
 
 /// Which kind of pass made the report.
@@ -71,6 +72,9 @@ pub struct NetworkReport {
     /// Drift still found after the repairs (converge passes).
     pub remaining: Vec<Drift>,
     pub errors: Vec<String>,
+    /// Leases and pool use, for networks serving DHCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpUsage>,
 }
 
 impl NetworkReport {
@@ -83,6 +87,7 @@ impl NetworkReport {
             repairs: Vec::new(),
             remaining: Vec::new(),
             errors: Vec::new(),
+            dhcp: None,
         }
     }
 }
@@ -114,6 +119,13 @@ pub struct PassReport {
 }
 
 impl PassReport {
+    /// Attaches each network's leases and pool use.
+    pub fn set_dhcp_usage(&mut self, usage: &BTreeMap<String, DhcpUsage>) {
+        for network in &mut self.networks {
+            network.dhcp = usage.get(&network.name).copied();
+        }
+    }
+
     /// Builds the report of a pass: `outcomes` and `verify` (the plan made
     /// from the second observation) are empty and `None` for a check.
     pub fn build(
