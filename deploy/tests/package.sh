@@ -38,8 +38,10 @@ depends=$(dpkg-deb --field "$deb" Depends)
 for dep in nftables dnsmasq-base; do
     grep -qw "$dep" <<<"$depends" || fail "Depends ($depends) lacks $dep"
 done
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst | grep -q '/etc/kvmnet/networks.d' ||
-    fail "postinst does not create /etc/kvmnet/networks.d"
+postinst=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst)
+grep -q '/etc/kvmnet/networks.d' <<<"$postinst" || fail "postinst does not create /etc/kvmnet/networks.d"
+# Installed, not started: the agent starts once there are network files.
+! grep -q 'deb-systemd-invoke start' <<<"$postinst" || fail "postinst starts a unit"
 
 lintian --fail-on error,warning "$deb" ||
     fail "lintian complains about $deb"
