@@ -42,8 +42,8 @@ pub struct Cli {
     #[arg(long)]
     pub check: bool,
     /// Daemon: serve Prometheus metrics (/metrics) and /healthz on this
-    /// address, e.g. 127.0.0.1:9477.
-    #[arg(long, value_name = "ADDR")]
+    /// address, e.g. 127.0.0.1:9477; a port alone means loopback.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_address)]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Daemon: time between two full passes (e.g. 30s, 5m).
     #[arg(long, default_value = "30s")]
@@ -380,16 +380,18 @@ fn leases_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Loads the given files and directories; an unreadable directory becomes a
-/// diagnostic of its own.
+/// Loads the given files and directories (a directory as the daemon reads
+/// it; `format` is for files without a telling extension, which a
+/// directory's are not); an unreadable directory becomes a diagnostic of
+/// its own.
 fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
     let mut loads = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
             loads.push(load_stdin(format));
         } else if path.is_dir() {
-            match load::config_files(path) {
-                Ok(files) => loads.extend(files.iter().map(|f| load::load_file(f, format))),
+            match load::load_dir(path) {
+                Ok(files) => loads.extend(files),
                 Err(e) => loads.push(FileLoad {
                     path: path.clone(),
                     result: Err(vec![Diagnostic::file_level(path, e.to_string())]),
@@ -403,10 +405,24 @@ fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
 }
 
 /// `validate -`: the file is standard input, named `<stdin>` in diagnostics.
+/// Reads at most the size limit of a file, like a file.
 fn load_stdin(format: Option<Format>) -> FileLoad {
+    use std::io::Read;
     let path = PathBuf::from("<stdin>");
     let mut bytes = Vec::new();
-    let result = match std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes) {
+    let limit = load::MAX_FILE_BYTES;
+    let result = match std::io::stdin()
+        .lock()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+    {
+        Ok(_) if bytes.len() as u64 > limit => Err(vec![Diagnostic::file_level(
+            &path,
+            format!(
+                "standard input is bigger than {} MiB; network files are a few KiB",
+                limit >> 20
+            ),
+        )]),
         Ok(_) => load::parse_bytes(&path, &bytes, format),
         Err(e) => Err(vec![Diagnostic::file_level(
             &path,
@@ -473,9 +489,21 @@ fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
+/// `--metrics-listen`: an address with its port, or a port alone, which
+/// binds loopback: the endpoint is unauthenticated, so reaching it from
+/// elsewhere must be asked for by address.
+fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok((std::net::Ipv4Addr::LOCALHOST, port).into());
+    }
+    text.parse().map_err(|_| {
+        format!("{text:?} is neither ADDRESS:PORT (127.0.0.1:9477, [::1]:9477) nor a port")
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::ColorChoice;
+    use super::*;
     use std::ffi::OsStr;
 
     #[test]
@@ -488,5 +516,18 @@ mod tests {
         assert!(ColorChoice::Auto.enabled(Some(OsStr::new("")), true));
         assert!(ColorChoice::Always.enabled(set, false));
         assert!(!ColorChoice::Never.enabled(None, true));
+    }
+
+    #[test]
+    fn a_metrics_port_alone_listens_on_loopback() {
+        assert_eq!(
+            parse_listen_address("9477").unwrap(),
+            "127.0.0.1:9477".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_address("[::]:9477").unwrap(),
+            "[::]:9477".parse().unwrap()
+        );
+        assert!(parse_listen_address("localhost:9477").is_err());
     }
 }

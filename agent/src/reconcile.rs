@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use crate::config::desired::DesiredState;
 use crate::core::{leave_alone, link_owner, LeaveAlone, StepResult};
 use crate::dnsmasq::{self, DnsObserved, DnsPlan};
-use crate::firewall::{Audit, Firewall};
+use crate::firewall::{Firewall, FirewallPlan};
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result};
 use crate::net::apply::apply;
@@ -52,7 +52,7 @@ struct PassPlan {
     /// The kernel plan, with the firewall's and dnsmasq's drift and
     /// failures merged in for the report.
     kernel: Plan,
-    firewall: Audit,
+    firewall: FirewallPlan,
     dnsmasq: DnsPlan,
     warnings: Vec<String>,
 }
@@ -169,7 +169,7 @@ impl Reconciler {
             .filter_map(|o| o.network.clone())
             .collect();
         let (firewall, dnsmasq) = tokio::join!(
-            self.firewall.repair(&plan.firewall),
+            self.firewall.apply(&plan.firewall),
             self.dnsmasq.apply(&plan.dnsmasq.actions, &no_bridge)
         );
         outcomes.extend(firewall);
@@ -227,7 +227,8 @@ impl Reconciler {
             self.rolled_back.hold(&mut kernel, desired);
         }
         let leave_alone = leave_alone(&kernel.failures);
-        let firewall = self.firewall.audit(desired, &leave_alone).await;
+        let seen_firewall = self.firewall.observe(desired, &leave_alone).await;
+        let firewall = crate::firewall::plan(desired, &seen_firewall, &leave_alone);
         let dnsmasq = dnsmasq::plan(
             desired,
             &seen.dnsmasq,

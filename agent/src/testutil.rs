@@ -15,12 +15,13 @@ pub fn desired(text: &str) -> DesiredState {
     }])
 }
 
-/// An observed link without kind, MAC or bridge attributes.
+/// An observed link without MAC or bridge attributes: with an alias, a
+/// bridge (the only kind kvmnet owns), else a device without kind.
 pub fn link(index: u32, name: &str, master: Option<u32>, alias: Option<&str>) -> Link {
     Link {
         index,
         name: name.into(),
-        kind: None,
+        kind: alias.map(|_| "bridge".into()),
         admin_up: true,
         mtu: 1500,
         mac: None,

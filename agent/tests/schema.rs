@@ -31,3 +31,55 @@ fn yaml_examples_point_at_the_schema() {
         }
     }
 }
+
+/// The schema's interface name pattern refuses what validation refuses
+/// (the corpus's hostile names among them), and accepts what it accepts.
+#[test]
+fn schema_and_validation_agree_on_interface_names() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&kvmnet::config::model::json_schema()).unwrap();
+    for pointer in [
+        "/$defs/BridgeConfig/properties/name/pattern",
+        "/$defs/Network/properties/uplink/pattern",
+    ] {
+        let pattern = schema.pointer(pointer).and_then(|p| p.as_str());
+        let pattern = regex::Regex::new(pattern.unwrap_or_else(|| panic!("no {pointer}"))).unwrap();
+        for name in [
+            "kv,up0",
+            "kv*",
+            "up*",
+            "kv%d",
+            "kv\"a",
+            "virbr 1",
+            "kv\nport=0",
+            "virbr-16-bytes-x",
+            ".",
+            "..",
+            "",
+            "eno1:0",
+            "a/b",
+            "virbr-ßßßß",
+        ] {
+            assert!(!pattern.is_match(name), "{pointer} accepts {name:?}");
+            assert!(
+                kvmnet::config::validate::check_ifname(name).is_err(),
+                "{name:?}"
+            );
+        }
+        for name in [
+            "virbr-nat",
+            "eno1",
+            "br0.100",
+            "kv_a-b.c",
+            "...",
+            ".x",
+            "123456789012345",
+        ] {
+            assert!(pattern.is_match(name), "{pointer} refuses {name:?}");
+            assert!(
+                kvmnet::config::validate::check_ifname(name).is_ok(),
+                "{name:?}"
+            );
+        }
+    }
+}

@@ -98,7 +98,7 @@ pub struct Background {
 
 impl Background {
     #[track_caller]
-    pub(crate) fn spawn(mut cmd: Command) -> Self {
+    pub fn spawn(mut cmd: Command) -> Self {
         let command = describe(&cmd);
         let stdout = NamedTempFile::new().expect("create stdout log");
         let stderr = NamedTempFile::new().expect("create stderr log");

@@ -314,3 +314,110 @@ fn the_daemon_repairs_a_flushed_ruleset_on_its_own() {
         "start and repair only: {out}"
     );
 }
+
+#[test]
+fn a_rule_the_agent_cannot_read_is_drift_in_its_chain_and_repaired() {
+    let lab = Lab::new(&nat());
+    // `meta day` is known to nft and not to the typed nftables schema.
+    lab.nft("add rule inet kvmnet guest_input meta day '\"Monday\"' drop comment '\"kvmnet:nat-network\"'")
+        .assert_success();
+    let check = lab.env.run(&["--check"]);
+    check.assert_code(2);
+    assert!(
+        check.stdout().contains(
+            "- firewall inet kvmnet guest_input unparseable rule meta day Monday drop comment \"kvmnet:nat-network\""
+        ),
+        "{check}"
+    );
+    let once = lab.env.run(&["--once"]);
+    once.assert_success();
+    assert!(
+        once.stdout().contains("done: replace table inet kvmnet"),
+        "{once}"
+    );
+    let listing = lab.nft("list table inet kvmnet").assert_success().stdout();
+    assert!(!listing.contains("meta day"), "{listing}");
+    let again = lab.env.run(&["--once", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout()).unwrap();
+    assert_eq!(report["writes"], 0, "{again}");
+}
+
+#[test]
+fn every_kind_of_rule_reads_back_as_written() {
+    let forwards = "\n[[networks.nat-network.port_forwards]]\nproto = \"tcp\"\nport = 8080\nto = \"192.168.10.10:80\"\nfrom = \"10.99.0.0/16\"\n[[networks.nat-network.port_forwards]]\nproto = \"udp\"\nport = \"5000-5001\"\nto = \"192.168.10.10:6000\"\n[[networks.nat-network.port_forwards]]\nproto = \"tcp\"\nport = \"7000-7010\"\nto = \"192.168.10.11\"\n";
+    let v6 = |name: &str, prefix: &str| {
+        format!("[[networks.{name}.ip]]\naddress = \"{prefix}::1/64\"\n")
+    };
+    let config = [
+        format!("{}{}{forwards}", nat(), v6("nat-network", "fd10")),
+        network(
+            "nat6",
+            "nat",
+            "virbr-nat6",
+            "192.168.12.1/24",
+            "nat = { ipv6 = true, ports = \"2000-3000\" }",
+        ) + &v6("nat6", "fd12"),
+        network("routed", "route", "virbr-routed", "192.168.20.1/24", "") + &v6("routed", "fd20"),
+        network("iso", "isolated", "virbr-iso", "192.168.30.1/24", "")
+            .replace("uplink = \"eno1\"\n", ""),
+    ]
+    .concat();
+    let lab = Lab::new(&config);
+    let listing = lab.nft("list table inet kvmnet").assert_success().stdout();
+    for shape in [
+        "masquerade to :2000-3000",
+        "dnat ip to 192.168.10.10:6001",
+        "ct state established,related",
+        "ip6 daddr fd20::/64",
+        "meta l4proto { tcp, udp }",
+    ] {
+        assert!(listing.contains(shape), "{shape} in {listing}");
+    }
+    // Without what the last listing found, the check lists the table: each
+    // listed rule must equal, as a typed value, the one rendered.
+    std::fs::remove_file(lab.env.run_dir().join("firewall-known.json")).unwrap();
+    lab.env.run(&["--check"]).assert_code(0);
+}
+
+#[test]
+fn a_no_op_pass_lists_nothing_until_the_ruleset_generation_moves() {
+    let lab = Lab::new(&nat());
+    // An `nft` first in PATH that logs its arguments, then runs the real one.
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("nft.log");
+    let real = lab.host().sh_ok("command -v nft").trim().to_string();
+    let wrapper = bin.path().join("nft");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {real} \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let once = |lab: &Lab| {
+        let out = lab
+            .env
+            .command(&["--once"])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::fs::read_to_string(&log).unwrap_or_default()
+    };
+    let runs = once(&lab);
+    assert!(!runs.contains("list table"), "{runs}");
+    lab.nft("add table inet other").assert_success();
+    let runs = once(&lab);
+    assert!(runs.contains("-j list table inet kvmnet"), "{runs}");
+}

@@ -6,11 +6,12 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::desired::DesiredState;
 use crate::config::load::{self, parse_bytes, DirError, FileLoad, Format};
-use crate::core::fs::write_atomic;
+use crate::core::fs::{write_atomic, PRIVATE};
 
 /// The store: `<state-dir>/last-good/<file name>` (the config directory is
 /// flat, so the file name identifies the file).
@@ -119,8 +120,14 @@ impl LastGood {
     /// Records the accepted files as last good, and forgets the copies of
     /// files that are gone from the directory (their networks were removed on
     /// purpose). Writes only what changed.
+    /// The directory is root's alone (0700) and so are the copies (0600),
+    /// whatever the umask: they hold the whole network configuration.
     pub fn save(&self, accepted: &[(PathBuf, Vec<u8>)], present: &[PathBuf]) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
         for (path, text) in accepted {
             let Some(copy) = self.copy_of(path) else {
                 continue;
@@ -128,7 +135,7 @@ impl LastGood {
             if fs::read(&copy).ok().as_deref() == Some(text.as_slice()) {
                 continue;
             }
-            write_atomic(&copy, text)?;
+            write_atomic(&copy, text, PRIVATE)?;
         }
         let names: Vec<_> = present.iter().filter_map(|p| p.file_name()).collect();
         for entry in fs::read_dir(&self.dir)? {

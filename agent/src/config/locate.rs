@@ -83,11 +83,31 @@ pub enum Target {
 /// Positions of the keys and values of one document.
 #[derive(Debug, Default, Clone)]
 pub struct Locator {
-    keys: HashMap<KeyPath, Location>,
-    values: HashMap<KeyPath, Location>,
+    keys: HashMap<KeyPath, Pos>,
+    values: HashMap<KeyPath, Pos>,
+    /// The TOML text the spans point into (empty for YAML, whose parser
+    /// gives lines and columns).
+    text: String,
     duplicates: Vec<DuplicateKey>,
     /// The YAML text is not well-formed: positions past the error are unknown.
     malformed: bool,
+    /// The first map or list nested deeper than `MAX_DEPTH`: indexing (and
+    /// parsing) stops there.
+    too_deep: Option<Location>,
+}
+
+/// The deepest nesting of maps and lists a file may have. The model needs
+/// 7 levels; the limit keeps the cost of a file linear in its size
+/// (every node's path is as long as its depth) and parsers' recursion short.
+pub const MAX_DEPTH: usize = 64;
+
+/// Where a key or value sits. TOML spans become lines and columns only when
+/// asked for: converting each one while indexing would scan the text up to
+/// every node, a cost quadratic in the file's size.
+#[derive(Debug, Clone)]
+enum Pos {
+    At(Location),
+    Span(std::ops::Range<usize>),
 }
 
 /// A key given twice in one mapping. TOML parsers refuse these; YAML's serde
@@ -113,8 +133,12 @@ impl Locator {
                 Target::Key => self.keys.get(&probe).or_else(|| self.values.get(&probe)),
                 Target::Value => self.values.get(&probe).or_else(|| self.keys.get(&probe)),
             };
-            if let Some(loc) = found {
-                return Some(*loc);
+            match found {
+                Some(Pos::At(loc)) => return Some(*loc),
+                Some(Pos::Span(span)) => {
+                    return Some(Location::from_span(&self.text, span.clone()))
+                }
+                None => {}
             }
             segs.pop()?;
             // A missing key is best shown at the key of the table that lacks it.
@@ -127,13 +151,21 @@ impl Locator {
         self.malformed
     }
 
+    /// Where the file nests deeper than `MAX_DEPTH`, if it does.
+    pub fn too_deep(&self) -> Option<Location> {
+        self.too_deep
+    }
+
     /// Keys given twice in one mapping (YAML only), in document order.
     pub fn duplicate_keys(&self) -> &[DuplicateKey] {
         &self.duplicates
     }
 
     pub fn for_toml(text: &str) -> Locator {
-        let mut locator = Locator::default();
+        let mut locator = Locator {
+            text: text.to_string(),
+            ..Locator::default()
+        };
         // Errors are reported by the serde parse; recover what positions we can.
         let (root, _errors) = DeTable::parse_recoverable(text);
         locator.walk_toml_table(text, &KeyPath::root(), root.get_ref());
@@ -143,15 +175,19 @@ impl Locator {
     fn walk_toml_table(&mut self, text: &str, path: &KeyPath, table: &DeTable<'_>) {
         for (key, value) in table.iter() {
             let child = path.key(key.get_ref());
-            self.keys
-                .insert(child.clone(), Location::from_span(text, key.span()));
+            self.keys.insert(child.clone(), Pos::Span(key.span()));
             self.walk_toml_value(text, child, value);
         }
     }
 
     fn walk_toml_value(&mut self, text: &str, path: KeyPath, value: &toml::Spanned<DeValue<'_>>) {
-        self.values
-            .insert(path.clone(), Location::from_span(text, value.span()));
+        let nests = matches!(value.get_ref(), DeValue::Table(_) | DeValue::Array(_));
+        if nests && path.0.len() >= MAX_DEPTH {
+            self.too_deep
+                .get_or_insert(Location::from_span(text, value.span()));
+            return;
+        }
+        self.values.insert(path.clone(), Pos::Span(value.span()));
         match value.get_ref() {
             DeValue::Table(table) => self.walk_toml_table(text, &path, table),
             DeValue::Array(items) => {
@@ -164,15 +200,108 @@ impl Locator {
     }
 
     pub fn for_yaml(text: &str) -> Locator {
+        if let Some(at) = yaml_flow_too_deep(text) {
+            return Locator {
+                too_deep: Some(Location::from_span(text, at..at + 1)),
+                ..Locator::default()
+            };
+        }
         let mut builder = YamlLocator::default();
         let mut parser = Parser::new_from_str(text);
-        // Syntax errors are reported by the serde parse; keep what was indexed.
-        let malformed = parser.load(&mut builder, true).is_err();
+        // Syntax errors are reported by the serde parse; keep what was
+        // indexed. A file nested too deep is not read further.
+        let malformed = loop {
+            match parser.next_token() {
+                Err(_) => break true,
+                Ok((Event::StreamEnd, _)) => break false,
+                Ok((event, mark)) => {
+                    builder.on_event(event, mark);
+                    if builder.locator.too_deep.is_some() {
+                        break false;
+                    }
+                }
+            }
+        };
         Locator {
             malformed,
             ..builder.locator
         }
     }
+}
+
+/// Where YAML flow collections (`[`, `{`) nest deeper than `MAX_DEPTH`,
+/// found by a scan of the text rather than by the parser: yaml-rust2's
+/// scanner keeps a possible key per open flow collection and revisits them
+/// all at every token before it hands out the first event, so a file of
+/// `[` costs it time quadratic in its size (17 s for 200 KB). Block nesting
+/// (indentation) costs it no such thing; the event loop stops that.
+fn yaml_flow_too_deep(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    // The last byte that was not a space or tab: a '[', '{' or quote opens
+    // a node only where a node may start (not inside `a[0]` or `it's`).
+    let mut before = b'\n';
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let node_start = matches!(before, b'\n' | b':' | b',' | b'-' | b'[' | b'{' | b'?');
+        match b {
+            b'#' if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
+                i = line_end(bytes, i);
+                continue;
+            }
+            b'"' | b'\'' if node_start => {
+                i = quoted_end(bytes, i);
+                before = b;
+                continue;
+            }
+            b'[' | b'{' if node_start => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if matches!(b, b'[' | b'{') && !node_start {
+            // Inside a plain scalar (`a[0]`): not structure.
+            before = b'a';
+        } else if !matches!(b, b' ' | b'\t' | b'\r') {
+            before = b;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index of the newline ending the line at `i` (or the end).
+fn line_end(bytes: &[u8], i: usize) -> usize {
+    bytes[i..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(bytes.len(), |n| i + n)
+}
+
+/// The index after the quoted scalar opening at `i`: `"` with backslash
+/// escapes, `'` with `''` for a quote.
+fn quoted_end(bytes: &[u8], i: usize) -> usize {
+    let quote = bytes[i];
+    let mut j = i + 1;
+    while j < bytes.len() {
+        match bytes[j] {
+            b'\\' if quote == b'"' => j += 2,
+            b if b == quote => {
+                if quote == b'\'' && bytes.get(j + 1) == Some(&b'\'') {
+                    j += 2;
+                } else {
+                    return j + 1;
+                }
+            }
+            _ => j += 1,
+        }
+    }
+    bytes.len()
 }
 
 /// Builds a `Locator` from YAML parser events.
@@ -228,7 +357,7 @@ impl MarkedEventReceiver for YamlLocator {
             Event::Scalar(value, ..) => match self.next_value_path() {
                 Some(path) => {
                     let loc = Self::location(mark, value.chars().count());
-                    self.locator.values.insert(path, loc);
+                    self.locator.values.insert(path, Pos::At(loc));
                 }
                 None => {
                     let loc = Self::location(mark, value.chars().count());
@@ -244,24 +373,30 @@ impl MarkedEventReceiver for YamlLocator {
                                 seen.insert(value.clone(), loc);
                             }
                         }
-                        self.locator.keys.insert(key_path, loc);
+                        self.locator.keys.insert(key_path, Pos::At(loc));
                         *key = Some(value);
                     }
                 }
             },
             Event::Alias(_) => {
                 if let Some(path) = self.next_value_path() {
-                    self.locator.values.insert(path, Self::location(mark, 1));
+                    self.locator
+                        .values
+                        .insert(path, Pos::At(Self::location(mark, 1)));
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    self.locator.too_deep = Some(Self::location(mark, 1));
+                    return;
+                }
                 // A complex (non-scalar) mapping key gets no location: it
                 // would claim the root's. The parse reports such keys.
                 let path = match self.next_value_path() {
                     Some(path) => {
                         self.locator
                             .values
-                            .insert(path.clone(), Self::location(mark, 1));
+                            .insert(path.clone(), Pos::At(Self::location(mark, 1)));
                         path
                     }
                     None => KeyPath::root(),
@@ -372,6 +507,22 @@ mod tests {
         assert!(Locator::for_toml("a = 1\na = 2\n")
             .duplicate_keys()
             .is_empty());
+    }
+
+    #[test]
+    fn yaml_flow_depth_skips_quotes_comments_and_plain_brackets() {
+        let deep = |open: &str| format!("a: {}", open.repeat(MAX_DEPTH + 1));
+        assert_eq!(yaml_flow_too_deep(&deep("[")), Some(3 + MAX_DEPTH));
+        assert_eq!(yaml_flow_too_deep(&deep("{b: ")), Some(3 + 4 * MAX_DEPTH));
+        for fine in [
+            format!("a: \"{}\"", "[".repeat(100)),
+            format!("a: '{}'''", "{".repeat(100)),
+            format!("# {}\na: 1", "[".repeat(100)),
+            format!("a: x{}", "[".repeat(100)),
+            "a: [[[1]], [[2]]]\n".repeat(100),
+        ] {
+            assert_eq!(yaml_flow_too_deep(&fine), None, "{fine}");
+        }
     }
 
     #[test]

@@ -18,6 +18,12 @@ use ipnet::IpNet;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
+/// The interface names `validate::check_ifname` accepts (but for the
+/// reserved lo, all and default): 1 to 15 of letters, digits, '-', '_' and
+/// '.', not "." or "..". Without lookahead, which not every JSON Schema
+/// validator's regex engine has.
+pub const IFNAME_PATTERN: &str = r"^(?:[-A-Za-z0-9_][-A-Za-z0-9_.]{0,14}|\.[-A-Za-z0-9_][-A-Za-z0-9_.]{0,13}|\.\.[-A-Za-z0-9_.]{1,13})$";
+
 /// One desired-state file: a map of network name to network.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +48,7 @@ pub struct Network {
     /// Host device: forwarding and NAT are restricted to it (nat, route); it is
     /// enslaved into the bridge (bridge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(IFNAME_PATTERN))]
     pub uplink: Option<String>,
     /// Addresses of the bridge, one subnet each, with optional DHCP.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -149,8 +156,10 @@ impl fmt::Display for Mode {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeConfig {
-    /// Interface name, at most 15 bytes. Default: derived from the network name.
+    /// Interface name: letters, digits, '-', '_' and '.', at most 15 bytes.
+    /// Default: derived from the network name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(IFNAME_PATTERN))]
     pub name: Option<String>,
     /// Spanning tree protocol.
     #[serde(default = "default_true")]

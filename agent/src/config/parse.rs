@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Deserializer;
 
 use crate::config::diagnostic::{Diagnostic, Location};
-use crate::config::locate::{KeyPath, Locator, Seg, Target};
+use crate::config::locate::{KeyPath, Locator, Seg, Target, MAX_DEPTH};
 use crate::config::model::{Network, NetworksFile};
 
 /// Parses a TOML document; `locator` is the position index of the same text.
@@ -351,6 +351,14 @@ fn strip_yaml_noise(message: &str, at: &KeyPath) -> String {
 
 /// Serde names Rust types where a user wants to hear about their file.
 fn humanize(message: &str) -> String {
+    // The TOML parser's own limits on nesting (past ours: the position
+    // index stops at MAX_DEPTH levels when the parser gets that far).
+    if matches!(
+        message,
+        "recursion limit" | "cannot recurse further; max recursion depth met"
+    ) {
+        return format!("maps and lists nest deeper than {MAX_DEPTH} levels here");
+    }
     let mut out = message.to_string();
     for (rust, user) in [
         (

@@ -21,6 +21,8 @@ use crate::config::model::{
 /// The longest network name: it appears in link aliases, file names and
 /// firewall comments.
 const MAX_NETWORK_NAME: usize = 64;
+/// The kernel's IFNAMSIZ less the terminating NUL.
+const MAX_IFNAME: usize = 15;
 /// dnsmasq refuses shorter leases.
 const MIN_LEASE_SECS: u64 = 120;
 /// The kernel's bounds for the STP forward delay.
@@ -165,6 +167,13 @@ fn check_network(r: &mut Reporter, name: &str, net: &Network) {
     }
 }
 
+/// Whether `name` is a network name `check_network_name` accepts: it is
+/// written into link aliases, file names, firewall comments and dnsmasq's
+/// configuration.
+pub fn is_safe_network_name(name: &str) -> bool {
+    check_network_name(name).is_ok()
+}
+
 fn check_network_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("it is empty".into());
@@ -187,37 +196,57 @@ fn check_network_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The kernel's rules for interface names (dev_valid_name), plus the names
-/// that would collide with /proc/sys/net/ipv6/conf/{all,default}.
+/// An interface name every consumer takes literally: the kernel
+/// (dev_valid_name: at most 15 bytes, not "." or ".."; a '%' would make it a
+/// template such as `kv%d`), dnsmasq (`interface=` splits at ',', takes '*'
+/// as a wildcard and '"' as a quote) and nft (`iifname "kv*"` is a
+/// wildcard). So: letters, digits, '-', '_' and '.' only. Validation,
+/// the JSON Schema (`model::IFNAME_PATTERN`) and the renderers of dnsmasq's
+/// configuration and of the firewall (a last guard: they refuse, never
+/// quote) all apply this one rule.
 pub fn check_ifname(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("it is empty".into());
     }
-    if name.len() > 15 {
-        return Err(format!(
-            "it is {} bytes long, interface names have at most 15",
-            name.len()
-        ));
-    }
-    if matches!(name, "." | ".." | "all" | "default" | "lo") {
-        return Err(format!("{name:?} is reserved"));
-    }
     if let Some(c) = name
         .chars()
-        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || !c.is_ascii_graphic())
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return Err(format!("it contains {c:?}"));
     }
+    if name.len() > MAX_IFNAME {
+        return Err(format!(
+            "it is {} bytes long, interface names have at most {MAX_IFNAME}",
+            name.len()
+        ));
+    }
+    // The last two would collide with /proc/sys/net/ipv6/conf/{all,default}.
+    if matches!(name, "." | ".." | "lo" | "all" | "default") {
+        return Err(format!("{name:?} is reserved"));
+    }
     Ok(())
 }
+
+/// Whether `name` is an interface name that is safe everywhere it is
+/// written: see `check_ifname`.
+pub fn is_safe_ifname(name: &str) -> bool {
+    check_ifname(name).is_ok()
+}
+
+/// The help of every interface name error.
+const IFNAME_HELP: &str = "letters, digits, '-', '_' and '.', at most 15 bytes, like \"virbr-nat\"";
 
 fn check_bridge(r: &mut Reporter, at: &KeyPath, name: &str, net: &Network) {
     let bridge = &net.bridge;
     let at = at.key("bridge");
     if let Some(ifname) = &bridge.name {
         if let Err(why) = check_ifname(ifname) {
-            r.error(&at.key("name"), Target::Value, format!("invalid bridge name {ifname:?}: {why}"))
-                .hint("an interface name of at most 15 bytes without '/', ':' or spaces, like \"virbr-nat\"");
+            r.error(
+                &at.key("name"),
+                Target::Value,
+                format!("invalid bridge name {ifname:?}: {why}"),
+            )
+            .hint(IFNAME_HELP);
         }
     }
     let delay = bridge.delay.0;
@@ -320,7 +349,8 @@ fn check_mode_keys(r: &mut Reporter, at: &KeyPath, net: &Network) {
                 &at.key("uplink"),
                 Target::Value,
                 format!("invalid uplink {uplink:?}: {why}"),
-            );
+            )
+            .hint(IFNAME_HELP);
         }
     }
     let bridged = mode == Mode::Bridge && net.uplink.is_some();
@@ -639,6 +669,12 @@ fn check_dhcp(r: &mut Reporter, at: &KeyPath, cidr: IpNet, dhcp: &DhcpConfig) {
             .hint("a lease of at least 2m, e.g. \"1h\", or \"infinite\"");
         }
     }
+}
+
+/// Whether `name` is a DNS name `check_hostname` accepts: nothing in it can
+/// end a dnsmasq directive or hosts line (no ',', '/', '#', space or newline).
+pub fn is_safe_dns_name(name: &str) -> bool {
+    check_hostname(name).is_ok()
 }
 
 /// A DNS name: dot-separated labels of letters, digits and inner hyphens.

@@ -4,48 +4,107 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::warn;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
 
 use crate::report::metrics::Metrics;
 
 const MAX_REQUEST: usize = 8192;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once. Past it, new ones wait in the kernel's
+/// backlog, where they cost the agent no file descriptor: a flood of idle
+/// connections cannot starve the passes of descriptors.
+const MAX_CONNECTIONS: usize = 64;
+/// A connection is closed when its request has not been received and
+/// answered within this, however slowly its client trickles bytes in.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// The pause after a failed accept (out of descriptors, of memory), doubling
+/// while failures go on: a failing accept must not spin.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one log line about failed accepts per interval.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Binds `addr` and serves in the background.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Mutex<Metrics>>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
+        let mut failures = AcceptFailures::default();
         loop {
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    failures.recovered();
                     let metrics = Arc::clone(&metrics);
                     tokio::spawn(async move {
-                        if let Err(e) = handle(stream, &metrics).await {
-                            warn!(error = %e, "metrics request failed");
+                        let _slot = slot;
+                        // Per request at debug level: a flood of broken
+                        // clients must not flood the log.
+                        match tokio::time::timeout(REQUEST_DEADLINE, handle(stream, &metrics)).await
+                        {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => debug!(error = %e, "metrics request failed"),
+                            Err(_) => debug!(
+                                "metrics request not completed within {REQUEST_DEADLINE:?}: closed"
+                            ),
                         }
                     });
                 }
-                Err(e) => warn!(error = %e, "metrics listener: accept failed"),
+                Err(e) => {
+                    let (pause, log) = failures.failed(Instant::now());
+                    if let Some(failed) = log {
+                        warn!(error = %e, failed, "metrics listener: accept failed; backing off (one line per {}s)", ACCEPT_LOG_INTERVAL.as_secs());
+                    }
+                    tokio::time::sleep(pause).await;
+                }
             }
         }
     });
     Ok(local)
 }
 
+/// Failed accepts in a row: the pause before the next try, and when to say so.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    backoff: Duration,
+    last_logged: Option<Instant>,
+    /// Failures since the last log line.
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    /// One more failure at `now`: the pause, and the failures to log (this
+    /// one included) when a log line is due.
+    fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
+        self.backoff = (self.backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+        self.unlogged += 1;
+        let due = self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_LOG_INTERVAL);
+        if !due {
+            return (self.backoff, None);
+        }
+        self.last_logged = Some(now);
+        (self.backoff, Some(std::mem::take(&mut self.unlogged)))
+    }
+
+    fn recovered(&mut self) {
+        self.backoff = Duration::ZERO;
+    }
+}
+
 async fn handle(mut stream: TcpStream, metrics: &Mutex<Metrics>) -> std::io::Result<()> {
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
-        let n = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buf))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "request not received in time")
-            })??;
+        let n = stream.read(&mut buf).await?;
         if n == 0 {
             break;
         }
@@ -95,6 +154,45 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    #[test]
+    fn failed_accepts_back_off_and_log_once_per_interval() {
+        let mut f = AcceptFailures::default();
+        let start = Instant::now();
+        let pauses: Vec<_> = (0..9).map(|_| f.failed(start)).collect();
+        assert_eq!(pauses[0], (ACCEPT_BACKOFF_MIN, Some(1)));
+        assert_eq!(pauses[1], (ACCEPT_BACKOFF_MIN * 2, None));
+        assert_eq!(pauses[8].0, ACCEPT_BACKOFF_MAX);
+        assert!(pauses[1..].iter().all(|(_, log)| log.is_none()));
+        // The next line, an interval later, counts the failures in between.
+        let (_, log) = f.failed(start + ACCEPT_LOG_INTERVAL);
+        assert_eq!(log, Some(9));
+        f.recovered();
+        assert_eq!(f.failed(start + ACCEPT_LOG_INTERVAL).0, ACCEPT_BACKOFF_MIN);
+    }
+
+    #[tokio::test]
+    async fn a_trickling_client_is_cut_at_the_deadline() {
+        let metrics = Arc::new(Mutex::new(Metrics::default()));
+        let addr = serve("127.0.0.1:0".parse().unwrap(), metrics)
+            .await
+            .unwrap();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        // One byte a second: every read alone would be in time.
+        loop {
+            if s.write_all(b"G").await.is_err() {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(_)) => panic!("answered a request never completed"),
+                Err(_) => assert!(started.elapsed() < REQUEST_DEADLINE * 2, "never closed"),
+            }
+        }
+        assert!(started.elapsed() >= REQUEST_DEADLINE - Duration::from_millis(100));
     }
 
     #[tokio::test]

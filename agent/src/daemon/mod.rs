@@ -6,6 +6,7 @@
 
 pub mod http;
 
+use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::config::lastgood::LastGood;
 use crate::config::load;
-use crate::core::fs::write_atomic;
+use crate::core::fs::{write_atomic, PRIVATE, READABLE};
 use crate::core::StepResult;
 use crate::core::ALIAS_PREFIX;
 use crate::kernel::events::{self, KernelEvent};
@@ -229,7 +230,11 @@ async fn pass(
         m.record(&report, elapsed);
         m.render()
     };
-    if let Err(e) = write_atomic(&config.state_dir.join("kvmnet.prom"), text.as_bytes()) {
+    if let Err(e) = write_atomic(
+        &config.state_dir.join("kvmnet.prom"),
+        text.as_bytes(),
+        READABLE,
+    ) {
         warn!(error = %e, "cannot write the metrics textfile");
     }
     release_free_memory();
@@ -308,7 +313,7 @@ fn write_status(run_dir: &Path, report: &PassReport, elapsed: Duration) -> std::
         report,
     };
     let text = serde_json::to_string_pretty(&status).map_err(std::io::Error::other)? + "\n";
-    write_atomic(&run_dir.join("status.json"), text.as_bytes())
+    write_atomic(&run_dir.join("status.json"), text.as_bytes(), PRIVATE)
 }
 
 /// systemd's watchdog period (`WatchdogSec=` sets WATCHDOG_USEC), when it
@@ -358,13 +363,18 @@ fn sd_notify(state: &str) {
     }
 }
 
-/// The contents of the config files, to tell a real change from a touch.
+/// The contents of the config files, to tell a real change from a touch
+/// (a file past `MAX_FILE_BYTES` by its first bytes past the limit: it is
+/// refused anyway).
 fn read_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     load::config_files(dir)
         .unwrap_or_default()
         .into_iter()
         .map(|p| {
-            let bytes = std::fs::read(&p).unwrap_or_default();
+            let mut bytes = Vec::new();
+            if let Ok(file) = std::fs::File::open(&p) {
+                let _ = file.take(load::MAX_FILE_BYTES + 1).read_to_end(&mut bytes);
+            }
             (p, bytes)
         })
         .collect()

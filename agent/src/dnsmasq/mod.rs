@@ -70,11 +70,21 @@ pub fn plan(
 ) -> DnsPlan {
     let mut wanted = BTreeMap::new();
     let mut bridges = BTreeMap::new();
+    // A network render refuses keeps whatever runs, like one that cannot
+    // be converged.
+    let mut leave_alone = leave_alone.clone();
     for net in desired.networks.values() {
         let paths = dirs.instance(&net.name);
-        if let Some(files) = render::render(net, &paths, run_as, &observed.host_resolvers) {
-            wanted.insert(net.name.clone(), files);
-            bridges.insert(net.name.clone(), net.bridge.clone());
+        match render::render(net, &paths, run_as, &observed.host_resolvers) {
+            Ok(Some(files)) => {
+                wanted.insert(net.name.clone(), files);
+                bridges.insert(net.name.clone(), net.bridge.clone());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(network = %net.name, "dnsmasq: {e}");
+                leave_alone.insert(net.name.clone());
+            }
         }
     }
     let names: BTreeSet<String> = desired.networks.keys().cloned().collect();
@@ -82,7 +92,7 @@ pub fn plan(
         wanted: &wanted,
         bridges: &bridges,
         observed: &observed.instances,
-        leave_alone,
+        leave_alone: &leave_alone,
         desired: &names,
         prune,
     });

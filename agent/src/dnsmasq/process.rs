@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{chown, Gid, Group, Pid, User};
 use tokio::time::Instant;
 
-use crate::core::fs::write_atomic;
+use crate::core::fs::{write_atomic, READABLE};
 
 use super::paths::{Dirs, InstancePaths};
 use super::plan::ObservedInstance;
@@ -317,7 +317,7 @@ impl Supervisor {
     }
 
     fn write(&self, path: &Path, text: &str) -> Result<(), String> {
-        write_atomic(path, text.as_bytes())
+        write_atomic(path, text.as_bytes(), READABLE)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())

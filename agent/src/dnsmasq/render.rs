@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use crate::config::desired::DesiredNetwork;
 use crate::config::model::{DhcpConfig, LeaseTime, Mode};
+use crate::config::validate::{is_safe_dns_name, is_safe_ifname, is_safe_network_name};
 
 use super::paths::InstancePaths;
 
@@ -44,22 +45,68 @@ pub struct RunAs {
 
 /// Renders the instance of `net`, or `None` when it needs none.
 /// `host_resolvers` (the host's nameservers) serve networks without
-/// forwarders of their own.
+/// forwarders of their own. An error when a name from the files could
+/// start a new directive or line (see `check_names`).
 pub fn render(
     net: &DesiredNetwork,
     paths: &InstancePaths,
     run_as: &RunAs,
     host_resolvers: &[String],
-) -> Option<Rendered> {
+) -> Result<Option<Rendered>, String> {
     if !wants_dnsmasq(net) {
-        return None;
+        return Ok(None);
     }
-    Some(Rendered {
+    check_names(net)?;
+    Ok(Some(Rendered {
         conf: conf(net, paths, run_as),
         hosts: hosts_file(net),
         addn_hosts: addn_hosts_file(net),
         servers: servers_file(net, host_resolvers),
-    })
+    }))
+}
+
+/// The last guard before text reaches dnsmasq (validation refuses all of
+/// these first): the bridge must be a safe interface name (`interface=a,b`
+/// would serve a second interface) and every domain and host name a plain
+/// DNS name (a newline or ',' would add a directive or a host). Refuses,
+/// never quotes: dnsmasq has no quoting these fields all honour.
+fn check_names(net: &DesiredNetwork) -> Result<(), String> {
+    if !is_safe_network_name(&net.name) {
+        return Err(format!(
+            "refusing to render dnsmasq's configuration for network name {:?}",
+            net.name
+        ));
+    }
+    if !is_safe_ifname(&net.bridge) {
+        return Err(format!(
+            "refusing to render dnsmasq's configuration for bridge name {:?}",
+            net.bridge
+        ));
+    }
+    let spec = &net.spec;
+    let dns = spec.dns.iter();
+    let names = dns
+        .clone()
+        .flat_map(|d| {
+            d.domain
+                .iter()
+                .chain(d.forwarders.iter().flat_map(|f| &f.domain))
+        })
+        .chain(dns.flat_map(|d| d.hosts.iter().flat_map(|h| &h.names)))
+        .chain(
+            spec.ip
+                .iter()
+                .flat_map(|ip| ip.dhcp.iter().flat_map(|d| &d.hosts))
+                .flat_map(|h| &h.name),
+        );
+    for name in names {
+        if !is_safe_dns_name(name) {
+            return Err(format!(
+                "refusing to render dnsmasq's configuration with the name {name:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the network's DNS forwards queries: not isolated, DNS on.
@@ -96,9 +143,18 @@ pub fn parse_resolv_conf(text: &str) -> Vec<String> {
             let mut words = line.split_whitespace();
             (words.next() == Some("nameserver")).then(|| words.next())?
         })
-        .filter(|server| server.parse::<IpAddr>().is_ok() || server.contains('%'))
+        .filter(|server| is_resolver_address(server))
         .map(str::to_string)
         .collect()
+}
+
+/// An address, or a link-local IPv6 one with its scope (`fe80::1%eth0`):
+/// nothing else of resolv.conf reaches a `server=` line.
+fn is_resolver_address(server: &str) -> bool {
+    match server.split_once('%') {
+        None => server.parse::<IpAddr>().is_ok(),
+        Some((addr, scope)) => addr.parse::<std::net::Ipv6Addr>().is_ok() && is_safe_ifname(scope),
+    }
 }
 
 fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
@@ -302,7 +358,7 @@ mod tests {
         DesiredNetwork::new(&name, Path::new("t.toml"), spec)
     }
 
-    fn render_case(toml_text: &str) -> Option<Rendered> {
+    fn render_case(toml_text: &str) -> Result<Option<Rendered>, String> {
         let net = network(toml_text);
         let dirs = Dirs::new(Path::new("/run/kvmnet"), Path::new("/var/lib/kvmnet"));
         let run_as = RunAs {
@@ -319,7 +375,9 @@ mod tests {
 
     #[track_caller]
     fn assert_golden(case: &str, toml_text: &str) {
-        let r = render_case(toml_text).expect("the network runs dnsmasq");
+        let r = render_case(toml_text)
+            .unwrap()
+            .expect("the network runs dnsmasq");
         let files = [
             ("conf", &r.conf),
             ("hostsfile", &r.hosts),
@@ -428,16 +486,40 @@ address = "192.168.40.1/24"
     fn no_instance_for_bridge_mode_no_address_or_nothing_to_serve() {
         let bridged =
             "[networks.b]\nmode = \"bridge\"\n[[networks.b.ip]]\naddress = \"192.168.1.2/24\"\n";
-        assert_eq!(render_case(bridged), None);
-        assert_eq!(render_case("[networks.n]\nmode = \"nat\"\n"), None);
+        assert_eq!(render_case(bridged), Ok(None));
+        assert_eq!(render_case("[networks.n]\nmode = \"nat\"\n"), Ok(None));
         let silent = "[networks.n]\nmode = \"nat\"\ndns = { enable = false }\n[[networks.n.ip]]\naddress = \"192.168.1.1/24\"\n";
-        assert_eq!(render_case(silent), None);
+        assert_eq!(render_case(silent), Ok(None));
+    }
+
+    /// Validation refuses these first; render refuses them again rather
+    /// than let one start a directive (`interface=kv,up0` serves up0 too).
+    #[test]
+    fn names_that_could_start_a_directive_are_refused() {
+        let net = |bridge: &str, extra: &str| {
+            format!("[networks.n]\nmode = \"nat\"\nbridge.name = {bridge:?}\n{extra}[[networks.n.ip]]\naddress = \"192.168.1.1/24\"\n")
+        };
+        for bridge in ["kv,up0", "kv*", "kv%d", "kv\"a", "kv a", "kv\nport=0"] {
+            let err = render_case(&net(bridge, "")).unwrap_err();
+            assert!(err.contains(&format!("{bridge:?}")), "{err}");
+        }
+        for dns in [
+            "dns.domain = \"a\\nport=0\"\n",
+            "dns.hosts = [{ ip = \"192.168.1.9\", names = [\"a,b\"] }]\n",
+            "dns.forwarders = [\"/a b/1.1.1.1\"]\n",
+        ] {
+            assert!(render_case(&net("virbr-n", dns)).is_err(), "{dns}");
+        }
+        let renamed = net("virbr-n", "").replace("networks.n", "networks.\"n\\nport=0\"");
+        assert!(render_case(&renamed).is_err());
+        assert!(render_case(&net("virbr-n", "dns.domain = \"lab.test\"\n")).is_ok());
     }
 
     #[test]
     fn resolv_conf_gives_nameservers_in_order() {
         let text = "# generated\nsearch example.com\nnameserver 127.0.0.53\n\
                     nameserver   2001:db8::1\nnameserver fe80::1%eth0\nnameserver bogus\n\
+                    nameserver 1.1.1.1,2.2.2.2\nnameserver fe80::2%a,b\nnameserver x%eth0\n\
                     options edns0\nnameserver\n";
         assert_eq!(
             parse_resolv_conf(text),

@@ -2,18 +2,34 @@
 //! that say what differs, where, wanted and found. Rules are compared by
 //! chain, comment and statements; a rule changed by hand shows as one
 //! changed item (wanted and found), a deleted one as missing, an added one
-//! as extra.
+//! as extra. A chain or rule the typed schema cannot read is always extra.
 
 use crate::core::{Change, Drift, Resource};
 
-use super::{text, Rule, Table, FAMILY, TABLE};
+use super::{rule_network, text, Listed, Rule, Table, FAMILY, TABLE};
 
-/// Drift of `observed` (`None`: no table) against `wanted` (no chains: the
+/// Drift of `listed` (`None`: no table) against `wanted` (no chains: the
 /// table should not exist).
-pub fn diff(wanted: &Table, observed: Option<&Table>) -> Vec<Drift> {
+pub fn diff(wanted: &Table, listed: Option<&Listed>) -> Vec<Drift> {
+    let mut drift = table_diff(wanted, listed);
+    for object in listed.iter().flat_map(|l| &l.unparseable) {
+        let found = text::unparseable(object);
+        let object_name = match object.kind.as_str() {
+            "rule" => format!("{FAMILY} {TABLE} {} unparseable rule {found}", object.chain),
+            kind => format!("{kind} {FAMILY} {TABLE} {} (unparseable)", object.chain),
+        };
+        let mut d = item(object.network(), object_name, Change::Extra);
+        d.found = Some(found);
+        drift.push(d);
+    }
+    drift
+}
+
+/// The chains and rules the typed schema reads.
+fn table_diff(wanted: &Table, listed: Option<&Listed>) -> Vec<Drift> {
     let mut drift = Vec::new();
     let table = format!("table {FAMILY} {TABLE}");
-    let Some(observed) = observed else {
+    let Some(observed) = listed.map(|l| &l.table) else {
         if !wanted.chains.is_empty() {
             drift.push(item(None, table, Change::Missing));
         }
@@ -35,15 +51,14 @@ pub fn diff(wanted: &Table, observed: Option<&Table>) -> Vec<Drift> {
             drift.push(item(None, object, Change::Missing));
             continue;
         };
-        if found.hook != chain.hook {
-            let show = |h: &Option<super::Hook>| {
-                h.as_ref().map_or("regular chain".into(), |h| h.describe())
-            };
-            let (field, wanted, found) = match (&chain.hook, &found.hook) {
-                (Some(w), Some(f)) if (&w.kind, &w.hook, w.prio) == (&f.kind, &f.hook, f.prio) => {
-                    ("policy", w.policy.clone(), f.policy.clone())
-                }
-                _ => ("hook", show(&chain.hook), show(&found.hook)),
+        if found != chain {
+            let hook = |c: &super::Chain| (c._type, c.hook, c.prio, c.dev.clone());
+            let (field, wanted, found) = if hook(found) == hook(chain) {
+                let policy =
+                    |c: &super::Chain| c.policy.as_ref().map_or("accept".into(), text::token);
+                ("policy", policy(chain), policy(found))
+            } else {
+                ("hook", text::chain_hook(chain), text::chain_hook(found))
             };
             drift.push(changed(None, object, field, wanted, found));
         }
@@ -98,7 +113,7 @@ fn diff_rules(drift: &mut Vec<Drift>, chain: &str, want: &[&Rule], have: &[&Rule
     // one rule changed by hand.
     for rule in missing {
         let object = format!("{FAMILY} {TABLE} {} rule", rule.chain);
-        let network = rule.network();
+        let network = rule_network(rule);
         match extra
             .iter()
             .position(|r| r.chain == rule.chain && r.comment == rule.comment)
@@ -126,7 +141,7 @@ fn diff_rules(drift: &mut Vec<Drift>, chain: &str, want: &[&Rule], have: &[&Rule
     }
     for rule in extra {
         let object = format!("{FAMILY} {TABLE} {} rule {}", rule.chain, text::rule(rule));
-        let mut d = item(rule.network(), object, Change::Extra);
+        let mut d = item(rule_network(rule), object, Change::Extra);
         d.found = Some(text::rule(rule));
         drift.push(d);
     }

@@ -1,21 +1,41 @@
 //! The firewall: kvmnet's nftables rules, kept in one table of
 //! its own, `inet kvmnet`, and replaced as a whole in one `nft` transaction.
 //!
+//! A pass has three parts, like the other subsystems': [`Firewall::observe`]
+//! lists the table and the other tables' base chains (or, while the ruleset
+//! generation shows nothing changed, lists nothing), [`plan`] renders the
+//! wanted table and diffs (pure), and [`Firewall::apply`] writes it.
 //! Rendering ([`render`]), diffing ([`diff`]) and the coexistence check
 //! ([`coexist`]) are pure; [`nft`] is the only module that runs `nft`.
-//! Rules are kept in the JSON form `nft -j list` prints them, so that what
-//! is wanted and what is observed compare as plain values.
+//! Rules are typed values of the `nftables` crate's schema, built in the
+//! form `nft -j list` prints them, so that what is wanted and what is
+//! listed compare as plain values.
 
 pub mod coexist;
 pub mod diff;
 pub mod generation;
+#[cfg(test)]
+mod golden;
 pub mod monitor;
 pub mod nft;
 pub mod render;
 pub mod text;
 
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::config::desired::{DesiredNetwork, DesiredState};
+use crate::config::model::Mode;
+use crate::core::fs::write_atomic;
+use crate::core::{Drift, Failure, LeaveAlone, Outcome, StepResult};
+use coexist::BaseChain;
+use generation::GenerationKey;
+use nft::NftError;
 
 /// The table family: `inet` holds IPv4 and IPv6 rules (NAT too, kernel ≥ 5.2).
 pub const FAMILY: &str = "inet";
@@ -23,6 +43,13 @@ pub const FAMILY: &str = "inet";
 pub const TABLE: &str = "kvmnet";
 /// The comment of rules that belong to no network (jumps between our chains).
 pub const STRUCTURAL: &str = "kvmnet";
+
+/// A chain of our table, without its handle. Base chains have a type, hook,
+/// priority and policy; regular chains are only reached by jumps.
+pub type Chain = nftables::schema::Chain<'static>;
+
+/// A rule of our table, without its handle: chain, comment and statements.
+pub type Rule = nftables::schema::Rule<'static>;
 
 /// The comment that marks a rule as `network`'s (like the links' alias).
 pub fn rule_comment(network: &str) -> String {
@@ -34,51 +61,13 @@ pub fn comment_network(comment: &str) -> Option<&str> {
     comment.strip_prefix(crate::core::ALIAS_PREFIX)
 }
 
-/// A chain of our table. Base chains have a hook; regular chains are only
-/// reached by jumps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Chain {
-    pub name: String,
-    pub hook: Option<Hook>,
-}
-
-/// What makes a chain a base chain: type, hook, priority and policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hook {
-    /// `filter` or `nat`.
-    pub kind: String,
-    pub hook: String,
-    pub prio: i64,
-    pub policy: String,
-}
-
-impl Hook {
-    /// Text as `nft list` shows it, for reports.
-    pub fn describe(&self) -> String {
-        format!(
-            "type {} hook {} priority {} policy {}",
-            self.kind, self.hook, self.prio, self.policy
-        )
-    }
-}
-
-/// One rule: its chain, comment and statements in `nft -j` form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rule {
-    pub chain: String,
-    pub comment: String,
-    pub expr: Vec<Value>,
-}
-
-impl Rule {
-    /// The network the rule belongs to, from its comment.
-    pub fn network(&self) -> Option<&str> {
-        comment_network(&self.comment)
-    }
+/// The network `rule` belongs to, from its comment.
+pub fn rule_network(rule: &Rule) -> Option<&str> {
+    rule.comment.as_deref().and_then(comment_network)
 }
 
 /// The contents of our table: chains in creation order, rules in order.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Table {
     pub chains: Vec<Chain>,
     pub rules: Vec<Rule>,
@@ -94,28 +83,91 @@ impl Table {
     }
 }
 
-use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+/// Our table as `nft` lists it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Listed {
+    /// The chains and rules the typed schema reads (all of kvmnet's own).
+    pub table: Table,
+    /// Chains and rules it cannot read: added by hand with an expression or
+    /// statement the `nftables` crate does not know. Always drift.
+    pub unparseable: Vec<Unparseable>,
+}
 
-use crate::config::desired::{DesiredNetwork, DesiredState};
-use crate::config::model::Mode;
-use crate::core::fs::write_atomic;
-use crate::core::{Drift, Failure, LeaveAlone};
-use crate::core::{Outcome, StepResult};
-use coexist::BaseChain;
-use generation::GenerationKey;
+/// A chain or rule of our table that the typed schema cannot read, as
+/// listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unparseable {
+    /// `chain` or `rule`.
+    pub kind: String,
+    /// The chain: the object's own name, or the chain the rule is in.
+    pub chain: String,
+    pub comment: Option<String>,
+    /// The object's body in `nft -j` form.
+    pub listed: Value,
+}
 
-/// The firewall's part of a pass: drift, the table that repairs it, and
+impl Unparseable {
+    /// The network its comment names, if any.
+    pub fn network(&self) -> Option<&str> {
+        self.comment.as_deref().and_then(comment_network)
+    }
+}
+
+/// What observing the firewall found.
+#[derive(Debug)]
+pub struct Observed {
+    /// Our table, or why it could not be listed.
+    pub table: Result<TableState, NftError>,
+    /// Every base chain of every table, or why they could not be listed.
+    pub base_chains: Result<Vec<BaseChain>, NftError>,
+}
+
+/// Our table, listed or known.
+#[derive(Debug)]
+pub enum TableState {
+    /// Not listed: the ruleset generation has not moved since a listing
+    /// found exactly the table wanted for the desired state and networks
+    /// left alone that [`Firewall::observe`] was given.
+    Wanted,
+    /// As listed; `None` when the table does not exist.
+    Listed(Option<Listed>),
+}
+
+/// The one write that converges our table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Put this table in place of whatever is there.
+    Replace(Table),
+    /// No network needs rules: the table goes.
+    Delete,
+}
+
+impl Action {
+    /// What the outcome of the write reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Replace(table) => {
+                format!(
+                    "replace table {FAMILY} {TABLE} ({} rules)",
+                    table.rules.len()
+                )
+            }
+            Action::Delete => format!("delete table {FAMILY} {TABLE}"),
+        }
+    }
+}
+
+/// The firewall's part of a pass: drift, the write that repairs it, and
 /// warnings about other tables.
 #[derive(Debug, Clone, Default)]
-pub struct Audit {
+pub struct FirewallPlan {
     pub drift: Vec<Drift>,
-    pub wanted: Table,
-    pub warnings: Vec<String>,
+    /// At most one: the whole table is replaced in one transaction. None
+    /// when in sync, or when the table could not be listed.
+    pub action: Option<Action>,
     /// Networks whose rules could not be checked (nft failed).
     pub failures: Vec<Failure>,
+    pub warnings: Vec<String>,
 }
 
 /// The firewall subsystem of a reconciler.
@@ -172,80 +224,44 @@ impl Firewall {
         self.nft.writes()
     }
 
-    /// Observes our table and the other tables' base chains (two `nft`
-    /// runs, in parallel; none when the ruleset generation shows that the
-    /// table is the wanted one) and diffs. Networks in `leave_alone` cannot
-    /// be converged (their bridge name is taken...): their rules are left as
-    /// they are.
-    pub async fn audit(&self, desired: &DesiredState, leave_alone: &LeaveAlone) -> Audit {
-        let live: Vec<&DesiredNetwork> = desired
-            .networks
-            .values()
-            .filter(|n| !leave_alone.contains(&n.name))
-            .collect();
-        let bridges = |pred: fn(Mode) -> bool| -> Vec<&str> {
-            live.iter()
-                .filter(|n| pred(n.spec.mode))
-                .map(|n| n.bridge.as_str())
-                .collect()
-        };
-        let warnings = |chains: &[BaseChain]| {
-            coexist::warnings(
-                chains,
-                &bridges(Mode::forwards),
-                &bridges(render::has_rules),
-            )
-        };
-        let mut audit = Audit::default();
-
+    /// Lists our table and the other tables' base chains (two `nft` runs,
+    /// in parallel), or none when the ruleset generation shows that the
+    /// table is the one [`plan`] will want for `desired` and `leave_alone`.
+    pub async fn observe(&self, desired: &DesiredState, leave_alone: &LeaveAlone) -> Observed {
         // Read before listing: a change in between leaves the remembered
         // key older than the listing, which costs one listing more, never a
         // stale answer.
         let key = generation::current().ok();
         if let Some(known) = key.as_ref().and_then(|key| self.known(key)) {
-            // Without the observed table, networks left alone get no rules:
+            // Without the listed table, networks left alone get no rules:
             // the digests then differ whenever such rules exist, and the
             // table is listed.
-            let wanted = wanted(desired, &live, None);
+            let wanted = wanted(desired, leave_alone, None);
             let present = (!wanted.chains.is_empty()).then_some(&wanted);
             if digest(present) == known.table_digest {
-                audit.warnings = warnings(&known.chains);
-                audit.wanted = wanted;
-                return audit;
+                return Observed {
+                    table: Ok(TableState::Wanted),
+                    base_chains: Ok(known.chains),
+                };
             }
         }
 
-        let (table, chains) = tokio::join!(self.nft.table(), self.nft.base_chains());
-        if let (Some(key), Ok(table), Ok(chains)) = (key, &table, &chains) {
-            self.remember(Known {
-                key,
-                table_digest: digest(table.as_ref()),
-                chains: chains.clone(),
-            });
-        }
-        match chains {
-            Ok(chains) => audit.warnings = warnings(&chains),
-            Err(e) => audit
-                .warnings
-                .push(format!("cannot check other tables for drop policies: {e}")),
-        }
-        let observed = match table {
-            Ok(table) => table,
-            Err(e) => {
-                audit.failures = live
-                    .iter()
-                    .filter(|n| render::has_rules(n.spec.mode))
-                    .map(|n| Failure {
-                        network: n.name.clone(),
-                        message: format!("cannot observe its firewall rules: {e}"),
-                    })
-                    .collect();
-                return audit;
+        let (table, base_chains) = tokio::join!(self.nft.table(), self.nft.base_chains());
+        if let (Some(key), Ok(listed), Ok(chains)) = (key, &table, &base_chains) {
+            // A listing with unparseable objects equals no wanted table: not
+            // remembered, so the next pass lists again.
+            if listed.as_ref().is_none_or(|l| l.unparseable.is_empty()) {
+                self.remember(Known {
+                    key,
+                    table_digest: digest(listed.as_ref().map(|l| &l.table)),
+                    chains: chains.clone(),
+                });
             }
-        };
-        audit.wanted = wanted(desired, &live, observed.as_ref());
-        audit.drift = diff::diff(&audit.wanted, observed.as_ref());
-        audit
+        }
+        Observed {
+            table: table.map(TableState::Listed),
+            base_chains,
+        }
     }
 
     fn known(&self, key: &GenerationKey) -> Option<Known> {
@@ -263,53 +279,109 @@ impl Firewall {
         let mut current = self.known.lock().unwrap_or_else(|e| e.into_inner());
         if current.as_ref() != Some(&known) {
             if let Ok(bytes) = serde_json::to_vec(&known) {
-                let _ = write_atomic(&self.known_path, &bytes);
+                let _ = write_atomic(&self.known_path, &bytes, crate::core::fs::PRIVATE);
             }
             *current = Some(known);
         }
     }
 
-    /// Replaces our table when the audit found drift: one outcome, or none
-    /// when nothing differs (an in-sync pass makes no write).
-    pub async fn repair(&self, audit: &Audit) -> Option<Outcome> {
-        if audit.drift.is_empty() || !audit.failures.is_empty() {
-            return None;
-        }
-        let action = if audit.wanted.chains.is_empty() {
-            format!("delete table {FAMILY} {TABLE}")
-        } else {
-            format!(
-                "replace table {FAMILY} {TABLE} ({} rules)",
-                audit.wanted.rules.len()
-            )
+    /// Writes the plan's table: one outcome, or none when nothing differs
+    /// (an in-sync pass makes no write).
+    pub async fn apply(&self, plan: &FirewallPlan) -> Vec<Outcome> {
+        let Some(action) = &plan.action else {
+            return Vec::new();
         };
-        let result = match self.nft.replace(&audit.wanted).await {
+        let result = match self.nft.write(action).await {
             Ok(()) => StepResult::Done,
             Err(e) => StepResult::Failed(e.to_string()),
         };
-        Some(Outcome {
+        vec![Outcome {
             network: None,
-            action,
+            action: action.describe(),
             result,
-        })
+        }]
     }
 }
 
-/// The table kvmnet wants: the rules of `live` networks, plus the observed
-/// rules of networks it must leave alone: failed ones, and, while some file
-/// is rejected without a last good copy, networks the files do not name.
-pub fn wanted(desired: &DesiredState, live: &[&DesiredNetwork], observed: Option<&Table>) -> Table {
-    let mut rules = render::rules(live.iter().copied());
-    let ours: BTreeSet<String> = render::chains().into_iter().map(|c| c.name).collect();
-    let kept = observed.into_iter().flat_map(|t| &t.rules).filter(|r| {
-        let Some(network) = r.network() else {
+/// The networks whose rules the pass renders: all but those left alone.
+fn live<'a>(desired: &'a DesiredState, leave_alone: &LeaveAlone) -> Vec<&'a DesiredNetwork> {
+    desired
+        .networks
+        .values()
+        .filter(|n| !leave_alone.contains(n.name.as_str()))
+        .collect()
+}
+
+/// Drift, the write that repairs it, failures and warnings, from what
+/// [`Firewall::observe`] found for the same `desired` and `leave_alone`.
+/// Networks left alone cannot be converged (their bridge name is taken...):
+/// their rules stay as they are.
+pub fn plan(desired: &DesiredState, observed: &Observed, leave_alone: &LeaveAlone) -> FirewallPlan {
+    let live = live(desired, leave_alone);
+    let bridges = |pred: fn(Mode) -> bool| -> Vec<&str> {
+        live.iter()
+            .filter(|n| pred(n.spec.mode))
+            .map(|n| n.bridge.as_str())
+            .collect()
+    };
+    let mut plan = FirewallPlan {
+        warnings: match &observed.base_chains {
+            Ok(chains) => coexist::warnings(
+                chains,
+                &bridges(Mode::forwards),
+                &bridges(render::has_rules),
+            ),
+            Err(e) => vec![format!("cannot check other tables for drop policies: {e}")],
+        },
+        ..FirewallPlan::default()
+    };
+    match &observed.table {
+        Ok(TableState::Wanted) => {}
+        Ok(TableState::Listed(listed)) => {
+            let wanted = wanted(desired, leave_alone, listed.as_ref().map(|l| &l.table));
+            plan.drift = diff::diff(&wanted, listed.as_ref());
+            if !plan.drift.is_empty() {
+                plan.action = Some(if wanted.chains.is_empty() {
+                    Action::Delete
+                } else {
+                    Action::Replace(wanted)
+                });
+            }
+        }
+        Err(e) => {
+            plan.failures = live
+                .iter()
+                .filter(|n| render::has_rules(n.spec.mode))
+                .map(|n| Failure {
+                    network: n.name.clone(),
+                    message: format!("cannot observe its firewall rules: {e}"),
+                })
+                .collect();
+        }
+    }
+    plan
+}
+
+/// The table kvmnet wants: the rules of the networks not left alone, plus
+/// the listed rules of networks it must leave alone: those in
+/// `leave_alone`, and, while some file is rejected without a last good
+/// copy, networks the files do not name. (Only rules the typed schema
+/// reads are kept: an unparseable one was added by hand, never by kvmnet.)
+pub fn wanted(desired: &DesiredState, leave_alone: &LeaveAlone, listed: Option<&Table>) -> Table {
+    let mut rules = render::rules(live(desired, leave_alone));
+    let ours: BTreeSet<String> = render::chains()
+        .into_iter()
+        .map(|c| c.name.into_owned())
+        .collect();
+    let kept = listed.into_iter().flat_map(|t| &t.rules).filter(|r| {
+        let Some(network) = rule_network(r) else {
             return false;
         };
         let left_alone = match desired.networks.get(network) {
-            Some(_) => !live.iter().any(|n| n.name == network),
+            Some(_) => leave_alone.contains(network),
             None => !desired.complete,
         };
-        left_alone && ours.contains(&r.chain)
+        left_alone && ours.contains(r.chain.as_ref())
     });
     rules.extend(kept.cloned());
     render::table(rules)
@@ -318,16 +390,18 @@ pub fn wanted(desired: &DesiredState, live: &[&DesiredNetwork], observed: Option
 #[cfg(test)]
 mod tests {
 
-    use serde_json::json;
+    use nftables::stmt::Statement;
 
     use super::*;
     use crate::testutil::desired;
 
     fn foreign_rule(network: &str) -> Rule {
         Rule {
+            table: TABLE.into(),
             chain: render::GUEST_CROSS.into(),
-            comment: rule_comment(network),
-            expr: vec![json!({"accept": null})],
+            comment: Some(rule_comment(network).into()),
+            expr: vec![Statement::Accept(None)].into(),
+            ..Rule::default()
         }
     }
 
@@ -337,8 +411,7 @@ mod tests {
     #[test]
     fn digest_is_the_diffs_view_chain_order_free_rule_order_bound() {
         let state = desired(NAT);
-        let live: Vec<&DesiredNetwork> = state.networks.values().collect();
-        let table = wanted(&state, &live, None);
+        let table = wanted(&state, &LeaveAlone::new(), None);
 
         // As `nft list` shows it: chain by chain, in another chain order.
         let mut listed = Table {
@@ -359,17 +432,15 @@ mod tests {
     #[test]
     fn rules_of_networks_no_file_names_go_unless_a_file_is_rejected() {
         let mut state = desired(NAT);
-        let live: Vec<&DesiredNetwork> = state.networks.values().collect();
         let observed = Table {
             chains: render::chains(),
             rules: vec![foreign_rule("gone")],
         };
-        let t = wanted(&state, &live, Some(&observed));
-        assert!(t.rules.iter().all(|r| r.network() != Some("gone")));
+        let t = wanted(&state, &LeaveAlone::new(), Some(&observed));
+        assert!(t.rules.iter().all(|r| rule_network(r) != Some("gone")));
 
         state.complete = false;
-        let live: Vec<&DesiredNetwork> = state.networks.values().collect();
-        let t = wanted(&state, &live, Some(&observed));
+        let t = wanted(&state, &LeaveAlone::new(), Some(&observed));
         assert!(t.rules.contains(&foreign_rule("gone")));
     }
 
@@ -380,12 +451,81 @@ mod tests {
             chains: render::chains(),
             rules: vec![foreign_rule("a")],
         };
-        let t = wanted(&state, &[], Some(&observed));
+        let leave_alone = LeaveAlone::from(["a".to_string()]);
+        let t = wanted(&state, &leave_alone, Some(&observed));
         assert_eq!(t.rules.last(), Some(&foreign_rule("a")));
         assert_eq!(
-            t.rules.iter().filter(|r| r.network() == Some("a")).count(),
+            t.rules
+                .iter()
+                .filter(|r| rule_network(r) == Some("a"))
+                .count(),
             1
         );
-        assert_eq!(wanted(&state, &[], None), Table::default());
+        assert_eq!(wanted(&state, &leave_alone, None), Table::default());
+    }
+
+    fn listed(table: Table) -> Result<TableState, NftError> {
+        Ok(TableState::Listed(Some(Listed {
+            table,
+            unparseable: Vec::new(),
+        })))
+    }
+
+    fn failed() -> NftError {
+        NftError {
+            op: "nft -j list".into(),
+            detail: "Operation not permitted".into(),
+        }
+    }
+
+    #[test]
+    fn plan_writes_only_on_drift_and_never_after_a_failed_listing() {
+        let state = desired(NAT);
+        let none = LeaveAlone::new();
+        let wanted_table = wanted(&state, &none, None);
+        let plan_of = |table, base_chains| plan(&state, &Observed { table, base_chains }, &none);
+
+        let in_sync = plan_of(listed(wanted_table.clone()), Ok(Vec::new()));
+        assert!(in_sync.drift.is_empty() && in_sync.action.is_none());
+        let known = plan_of(Ok(TableState::Wanted), Ok(Vec::new()));
+        assert!(known.drift.is_empty() && known.action.is_none());
+
+        let missing = plan_of(Ok(TableState::Listed(None)), Ok(Vec::new()));
+        assert_eq!(missing.drift.len(), 1);
+        assert_eq!(missing.action, Some(Action::Replace(wanted_table.clone())));
+
+        let unreadable = plan_of(Err(failed()), Err(failed()));
+        assert!(unreadable.action.is_none() && unreadable.drift.is_empty());
+        assert_eq!(unreadable.failures.len(), 1);
+        assert_eq!(unreadable.failures[0].network, "a");
+        assert!(unreadable.warnings[0].starts_with("cannot check other tables"));
+
+        // The last network left alone: nothing to render, its rules stay.
+        let leave_alone = LeaveAlone::from(["a".to_string()]);
+        let kept = plan(
+            &state,
+            &Observed {
+                table: listed(wanted_table),
+                base_chains: Ok(Vec::new()),
+            },
+            &leave_alone,
+        );
+        assert!(kept.action.is_none(), "{:?}", kept.drift);
+    }
+
+    #[test]
+    fn no_network_with_rules_deletes_the_table() {
+        let state = desired("[networks.o]\nmode = \"open\"\n");
+        let stale = wanted(&desired(NAT), &LeaveAlone::new(), None);
+        let p = plan(
+            &state,
+            &Observed {
+                table: listed(stale),
+                base_chains: Ok(Vec::new()),
+            },
+            &LeaveAlone::new(),
+        );
+        assert_eq!(p.action, Some(Action::Delete));
+        assert_eq!(p.action.unwrap().describe(), "delete table inet kvmnet");
     }
 }

@@ -1,6 +1,8 @@
 //! Rendering: the rules of each mode (README, "Firewall") as a pure
-//! function of the desired networks, in the JSON form `nft -j list table
-//! inet kvmnet` prints them.
+//! function of the desired networks, as typed `nftables` schema values in
+//! the very form `nft -j list table inet kvmnet` lists them (a single host
+//! as a bare address, a single port as a number), so that wanted and listed
+//! rules compare as equal values.
 //!
 //! The layout follows libvirt's nftables backend: the `forward` base chain
 //! jumps to `guest_cross` (bridge to itself), `guest_input` (into guests)
@@ -11,12 +13,22 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::collections::HashSet;
 
-use super::{rule_comment, Chain, Hook, Rule, Table, STRUCTURAL};
+use ipnet::IpNet;
+use nftables::expr::{
+    Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix, Range, SetItem, CT,
+};
+use nftables::schema;
+use nftables::stmt::{JumpTarget, Match, NATFamily, Operator, Reject, RejectType, Statement, NAT};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
+
+use super::{rule_comment, Chain, Rule, Table, STRUCTURAL, TABLE};
 use crate::config::desired::DesiredNetwork;
 use crate::config::model::{Mode, PortForward, PortRange, Proto};
+use crate::config::validate::is_safe_ifname;
 
 pub const FORWARD: &str = "forward";
 pub const GUEST_CROSS: &str = "guest_cross";
@@ -29,29 +41,29 @@ pub const OUTPUT: &str = "output";
 
 /// Our chains, in creation order (a jump's target must exist first).
 pub fn chains() -> Vec<Chain> {
-    let base = |name: &str, kind: &str, hook: &str, prio: i64| Chain {
+    let regular = |name: &'static str| Chain {
+        family: NfFamily::INet,
+        table: TABLE.into(),
         name: name.into(),
-        hook: Some(Hook {
-            kind: kind.into(),
-            hook: hook.into(),
-            prio,
-            policy: "accept".into(),
-        }),
+        ..Chain::default()
     };
-    let regular = |name: &str| Chain {
-        name: name.into(),
-        hook: None,
+    let base = |name: &'static str, kind: NfChainType, hook: NfHook, prio: i32| Chain {
+        _type: Some(kind),
+        hook: Some(hook),
+        prio: Some(prio),
+        policy: Some(NfChainPolicy::Accept),
+        ..regular(name)
     };
     vec![
         regular(GUEST_CROSS),
         regular(GUEST_INPUT),
         regular(GUEST_OUTPUT),
-        base(FORWARD, "filter", "forward", 0),
-        base(INPUT, "filter", "input", 0),
+        base(FORWARD, NfChainType::Filter, NfHook::Forward, 0),
+        base(INPUT, NfChainType::Filter, NfHook::Input, 0),
         // srcnat and dstnat priorities.
-        base(POSTROUTING, "nat", "postrouting", 100),
-        base(PREROUTING, "nat", "prerouting", -100),
-        base(OUTPUT, "nat", "output", -100),
+        base(POSTROUTING, NfChainType::NAT, NfHook::Postrouting, 100),
+        base(PREROUTING, NfChainType::NAT, NfHook::Prerouting, -100),
+        base(OUTPUT, NfChainType::NAT, NfHook::Output, -100),
     ]
 }
 
@@ -68,10 +80,14 @@ pub fn table(rules: Vec<Rule>) -> Table {
     }
     let mut all: Vec<Rule> = [GUEST_CROSS, GUEST_INPUT, GUEST_OUTPUT]
         .into_iter()
-        .map(|target| Rule {
-            chain: FORWARD.into(),
-            comment: STRUCTURAL.into(),
-            expr: vec![json!({"jump": {"target": target}})],
+        .map(|target| {
+            rule(
+                FORWARD,
+                STRUCTURAL.into(),
+                vec![Statement::Jump(JumpTarget {
+                    target: target.into(),
+                })],
+            )
         })
         .collect();
     all.extend(rules);
@@ -110,12 +126,21 @@ fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
     if !has_rules(net.spec.mode) {
         return Vec::new();
     }
+    // The last guard (validation refuses these names first): nft reads
+    // `iifname "kv*"` as a wildcard, so an unsafe name gets no rule at all.
+    if let Some(name) = std::iter::once(&net.bridge)
+        .chain(&net.spec.uplink)
+        .find(|name| !is_safe_ifname(name))
+    {
+        tracing::error!(network = %net.name, "firewall: refusing to render rules for interface name {name:?}");
+        return Vec::new();
+    }
     let comment = rule_comment(&net.name);
     let bridge = net.bridge.as_str();
     let cross = vec![
-        eq(meta("iifname"), bridge),
-        eq(meta("oifname"), bridge),
-        verdict("accept"),
+        eq(meta(MetaKey::Iifname), string(bridge.to_string())),
+        eq(meta(MetaKey::Oifname), string(bridge.to_string())),
+        accept(),
     ];
     std::iter::once((GUEST_CROSS, cross))
         .chain(into_guests(net))
@@ -123,15 +148,24 @@ fn network_rules(net: &DesiredNetwork) -> Vec<Rule> {
         .chain(host_services(net))
         .chain(masquerade(net))
         .chain(port_forward_dnat(net))
-        .map(|(chain, expr)| Rule {
-            chain: chain.into(),
-            comment: comment.clone(),
-            expr,
-        })
+        .map(|(chain, expr)| rule(chain, comment.clone(), expr))
         .collect()
 }
 
-type ChainRule = (&'static str, Vec<Value>);
+/// A rule of our table as `nft` lists it, without its handle.
+fn rule(chain: &'static str, comment: String, expr: Vec<Statement<'static>>) -> Rule {
+    schema::Rule {
+        family: NfFamily::INet,
+        table: TABLE.into(),
+        chain: chain.into(),
+        expr: expr.into(),
+        handle: None,
+        index: None,
+        comment: Some(comment.into()),
+    }
+}
+
+type ChainRule = (&'static str, Vec<Statement<'static>>);
 
 fn subnets(net: &DesiredNetwork) -> impl Iterator<Item = IpNet> + '_ {
     net.spec.ip.iter().map(|ip| ip.address.0.trunc())
@@ -150,21 +184,31 @@ fn into_guests(net: &DesiredNetwork) -> Vec<ChainRule> {
         if forwarding == Forwarding::None {
             continue;
         }
-        let mut expr: Vec<Value> = net
+        let mut expr: Vec<Statement> = net
             .spec
             .uplink
             .iter()
-            .map(|d| eq(meta("iifname"), d.as_str()))
+            .map(|d| eq(meta(MetaKey::Iifname), string(d.as_str().to_string())))
             .collect();
-        expr.push(eq(meta("oifname"), bridge));
+        expr.push(eq(meta(MetaKey::Oifname), string(bridge.to_string())));
         expr.push(eq(addr(subnet, "daddr"), prefix(subnet)));
         if forwarding == Forwarding::Nat {
-            expr.push(json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}));
+            expr.push(matches(
+                Operator::IN,
+                ct("state"),
+                Expression::List(vec![string("established"), string("related")]),
+            ));
         }
-        expr.push(verdict("accept"));
+        expr.push(accept());
         rules.push((GUEST_INPUT, expr));
     }
-    rules.push((GUEST_INPUT, vec![eq(meta("oifname"), bridge), reject()]));
+    rules.push((
+        GUEST_INPUT,
+        vec![
+            eq(meta(MetaKey::Oifname), string(bridge.to_string())),
+            reject(),
+        ],
+    ));
     rules
 }
 
@@ -175,39 +219,60 @@ fn out_of_guests(net: &DesiredNetwork) -> Vec<ChainRule> {
     let mut rules = Vec::new();
     for subnet in subnets(net).filter(|s| forwarding(net, *s) != Forwarding::None) {
         let mut expr = vec![
-            eq(meta("iifname"), bridge),
+            eq(meta(MetaKey::Iifname), string(bridge.to_string())),
             eq(addr(subnet, "saddr"), prefix(subnet)),
         ];
         expr.extend(
             net.spec
                 .uplink
                 .iter()
-                .map(|d| eq(meta("oifname"), d.as_str())),
+                .map(|d| eq(meta(MetaKey::Oifname), string(d.as_str().to_string()))),
         );
-        expr.push(verdict("accept"));
+        expr.push(accept());
         rules.push((GUEST_OUTPUT, expr));
     }
-    rules.push((GUEST_OUTPUT, vec![eq(meta("iifname"), bridge), reject()]));
+    rules.push((
+        GUEST_OUTPUT,
+        vec![
+            eq(meta(MetaKey::Iifname), string(bridge.to_string())),
+            reject(),
+        ],
+    ));
     rules
 }
 
 /// The host serves DNS, DHCP and DHCPv6 on the bridge.
 fn host_services(net: &DesiredNetwork) -> Vec<ChainRule> {
-    let iif = || eq(meta("iifname"), net.bridge.as_str());
+    let iif = || {
+        eq(
+            meta(MetaKey::Iifname),
+            string(net.bridge.as_str().to_string()),
+        )
+    };
     let mut rules = vec![(
         INPUT,
         vec![
             iif(),
-            eq(meta("l4proto"), json!({"set": ["tcp", "udp"]})),
-            eq(payload("th", "dport"), 53),
-            verdict("accept"),
+            eq(
+                meta(MetaKey::L4proto),
+                Expression::Named(NamedExpression::Set(vec![
+                    SetItem::Element(string("tcp")),
+                    SetItem::Element(string("udp")),
+                ])),
+            ),
+            eq(payload("th", "dport"), Expression::Number(53)),
+            accept(),
         ],
     )];
     for (v4, port) in [(true, 67), (false, 547)] {
         if subnets(net).any(|s| s.addr().is_ipv4() == v4) {
             rules.push((
                 INPUT,
-                vec![iif(), eq(payload("udp", "dport"), port), verdict("accept")],
+                vec![
+                    iif(),
+                    eq(payload("udp", "dport"), Expression::Number(port)),
+                    accept(),
+                ],
             ));
         }
     }
@@ -231,7 +296,7 @@ fn masquerade(net: &DesiredNetwork) -> Vec<ChainRule> {
             net.spec
                 .uplink
                 .iter()
-                .map(|d| eq(meta("oifname"), d.as_str()))
+                .map(|d| eq(meta(MetaKey::Oifname), string(d.as_str().to_string())))
         };
         let exceptions: &[&str] = if subnet.addr().is_ipv4() {
             &["224.0.0.0/24", "255.255.255.255/32"]
@@ -242,22 +307,27 @@ fn masquerade(net: &DesiredNetwork) -> Vec<ChainRule> {
             let exception: IpNet = exception.parse().expect("a valid constant");
             let mut expr = vec![from(), eq(addr(subnet, "daddr"), prefix(exception))];
             expr.extend(out());
-            expr.push(verdict("return"));
+            expr.push(Statement::Return(None));
             rules.push((POSTROUTING, expr));
         }
         for proto in ["tcp", "udp"] {
             let mut expr = vec![
-                eq(meta("l4proto"), proto),
+                eq(meta(MetaKey::L4proto), string(proto)),
                 from(),
                 ne(addr(subnet, "daddr"), prefix(subnet)),
             ];
             expr.extend(out());
-            expr.push(json!({"masquerade": {"port": port_value(ports)}}));
+            expr.push(Statement::Masquerade(Some(NAT {
+                addr: None,
+                family: None,
+                port: Some(port_value(ports)),
+                flags: None,
+            })));
             rules.push((POSTROUTING, expr));
         }
         let mut expr = vec![from(), ne(addr(subnet, "daddr"), prefix(subnet))];
         expr.extend(out());
-        expr.push(json!({"masquerade": null}));
+        expr.push(Statement::Masquerade(None));
         rules.push((POSTROUTING, expr));
     }
     rules
@@ -275,7 +345,10 @@ fn port_forward_dnat(net: &DesiredNetwork) -> Vec<ChainRule> {
 
             // Guests reaching the host's address are served by the host:
             // DNAT back into their own bridge would need hairpin NAT.
-            let mut expr = vec![ne(meta("iifname"), net.bridge.as_str())];
+            let mut expr = vec![ne(
+                meta(MetaKey::Iifname),
+                string(net.bridge.as_str().to_string()),
+            )];
             expr.extend(from.clone());
             expr.extend([fib_local(), dport.clone(), dnat.clone()]);
             rules.push((PREROUTING, expr));
@@ -287,9 +360,9 @@ fn port_forward_dnat(net: &DesiredNetwork) -> Vec<ChainRule> {
                     prefix("127.0.0.0/8".parse().expect("valid")),
                 )
             } else {
-                ne(payload("ip6", "daddr"), "::1")
+                ne(payload("ip6", "daddr"), string("::1"))
             };
-            let mut expr: Vec<Value> = from.into_iter().collect();
+            let mut expr: Vec<Statement> = from.into_iter().collect();
             expr.extend([loopback, fib_local(), dport, dnat]);
             rules.push((OUTPUT, expr));
         }
@@ -307,7 +380,7 @@ fn port_forwards(net: &DesiredNetwork) -> &[PortForward] {
 }
 
 /// The accept in `guest_input` for connections DNATed to a guest.
-fn forward_accept(bridge: &str, pf: &PortForward) -> Vec<Value> {
+fn forward_accept(bridge: &str, pf: &PortForward) -> Vec<Statement<'static>> {
     let target_ports = match pf.to.port {
         Some(start) => PortRange {
             start,
@@ -316,11 +389,11 @@ fn forward_accept(bridge: &str, pf: &PortForward) -> Vec<Value> {
         None => pf.port,
     };
     vec![
-        eq(meta("oifname"), bridge),
-        eq(addr_of(pf.to.addr, "daddr"), pf.to.addr.to_string()),
+        eq(meta(MetaKey::Oifname), string(bridge.to_string())),
+        eq(addr_of(pf.to.addr, "daddr"), string(pf.to.addr.to_string())),
         eq(payload(proto(pf.proto), "dport"), port_value(target_ports)),
-        json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
-        verdict("accept"),
+        matches(Operator::IN, ct("status"), string("dnat")),
+        accept(),
     ]
 }
 
@@ -341,18 +414,26 @@ fn dnat_mappings(pf: &PortForward) -> Vec<(PortRange, Option<u16>)> {
     }
 }
 
-fn dnat(to: IpAddr, port: Option<u16>) -> Value {
-    let family = if to.is_ipv4() { "ip" } else { "ip6" };
-    match port {
-        Some(port) => json!({"dnat": {"family": family, "addr": to.to_string(), "port": port}}),
-        None => json!({"dnat": {"family": family, "addr": to.to_string()}}),
-    }
+fn dnat(to: IpAddr, port: Option<u16>) -> Statement<'static> {
+    Statement::DNAT(Some(NAT {
+        addr: Some(string(to.to_string())),
+        family: Some(if to.is_ipv4() {
+            NATFamily::IP
+        } else {
+            NATFamily::IP6
+        }),
+        port: port.map(|p| Expression::Number(p.into())),
+        flags: None,
+    }))
 }
 
-fn fib_local() -> Value {
+fn fib_local() -> Statement<'static> {
     eq(
-        json!({"fib": {"result": "type", "flags": ["daddr"]}}),
-        "local",
+        Expression::Named(NamedExpression::Fib(Fib {
+            result: FibResult::Type,
+            flags: HashSet::from([FibFlag::Daddr]),
+        })),
+        string("local"),
     )
 }
 
@@ -363,55 +444,91 @@ fn proto(p: Proto) -> &'static str {
     }
 }
 
-fn meta(key: &str) -> Value {
-    json!({"meta": {"key": key}})
+fn string(s: impl Into<Cow<'static, str>>) -> Expression<'static> {
+    Expression::String(s.into())
 }
 
-fn payload(protocol: &str, field: &str) -> Value {
-    json!({"payload": {"protocol": protocol, "field": field}})
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT {
+        key: key.into(),
+        family: None,
+        dir: None,
+    }))
+}
+
+fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: protocol.into(),
+            field: field.into(),
+        },
+    )))
 }
 
 /// `ip saddr` or `ip6 saddr`, after the subnet's family.
-fn addr(net: IpNet, field: &str) -> Value {
+fn addr(net: IpNet, field: &'static str) -> Expression<'static> {
     addr_of(net.addr(), field)
 }
 
-fn addr_of(a: IpAddr, field: &str) -> Value {
+fn addr_of(a: IpAddr, field: &'static str) -> Expression<'static> {
     payload(if a.is_ipv4() { "ip" } else { "ip6" }, field)
 }
 
 /// A subnet as nft lists it: a bare address for a single host.
-fn prefix(net: IpNet) -> Value {
+fn prefix(net: IpNet) -> Expression<'static> {
     if net.prefix_len() == net.max_prefix_len() {
-        json!(net.addr().to_string())
+        string(net.addr().to_string())
     } else {
-        json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}})
+        Expression::Named(NamedExpression::Prefix(Prefix {
+            addr: Box::new(string(net.network().to_string())),
+            len: net.prefix_len().into(),
+        }))
     }
 }
 
-fn port_value(ports: PortRange) -> Value {
+fn port_value(ports: PortRange) -> Expression<'static> {
     if ports.start == ports.end {
-        json!(ports.start)
+        Expression::Number(ports.start.into())
     } else {
-        json!({"range": [ports.start, ports.end]})
+        Expression::Range(Box::new(Range {
+            range: [
+                Expression::Number(ports.start.into()),
+                Expression::Number(ports.end.into()),
+            ],
+        }))
     }
 }
 
-fn eq(left: Value, right: impl Into<Value>) -> Value {
-    json!({"match": {"op": "==", "left": left, "right": right.into()}})
+fn matches(
+    op: Operator,
+    left: Expression<'static>,
+    right: Expression<'static>,
+) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
 }
 
-fn ne(left: Value, right: impl Into<Value>) -> Value {
-    json!({"match": {"op": "!=", "left": left, "right": right.into()}})
+fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    matches(Operator::EQ, left, right)
 }
 
-fn verdict(v: &str) -> Value {
-    json!({ v: null })
+fn ne(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    matches(Operator::NEQ, left, right)
+}
+
+fn accept() -> Statement<'static> {
+    Statement::Accept(None)
 }
 
 /// `reject`: ICMP(v6) port unreachable, like libvirt's REJECT.
-fn reject() -> Value {
-    json!({"reject": {"type": "icmpx", "expr": "port-unreachable"}})
+fn reject() -> Statement<'static> {
+    Statement::Reject(Some(Reject::new(
+        Some(RejectType::ICMPX),
+        Some(RejectCode::PortUnreach),
+    )))
 }
 
 #[cfg(test)]

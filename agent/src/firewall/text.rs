@@ -1,18 +1,62 @@
 //! Rules as text, the way `nft list` shows them, for reports: drift says
-//! `wanted oifname "virbr-nat" reject`, not a page of JSON. Shapes kvmnet
-//! does not write (a rule added by hand) fall back to compact JSON.
+//! `wanted oifname "virbr-nat" reject`, not a page of JSON. The text is made
+//! from the `nft -j` form of the statements, so that typed rules and rules
+//! the typed schema cannot read read alike. Shapes kvmnet does not write (a
+//! rule added by hand) fall back to compact JSON.
 
+use serde::Serialize;
 use serde_json::Value;
 
-use super::Rule;
+use super::{Chain, Rule, Unparseable};
 
 /// `iifname "virbr-nat" oifname "virbr-nat" accept comment "kvmnet:nat"`
 pub fn rule(rule: &Rule) -> String {
-    let mut parts: Vec<String> = rule.expr.iter().map(statement).collect();
-    if !rule.comment.is_empty() {
-        parts.push(format!("comment {:?}", rule.comment));
+    let statements: Vec<Value> = rule.expr.iter().map(json).collect();
+    with_comment(&statements, rule.comment.as_deref())
+}
+
+/// A chain or rule the typed schema cannot read, as far as it reads.
+pub fn unparseable(object: &Unparseable) -> String {
+    match object.listed.get("expr") {
+        Some(Value::Array(statements)) => with_comment(statements, object.comment.as_deref()),
+        _ => object.listed.to_string(),
+    }
+}
+
+fn with_comment(statements: &[Value], comment: Option<&str>) -> String {
+    let mut parts: Vec<String> = statements.iter().map(statement).collect();
+    if let Some(comment) = comment.filter(|c| !c.is_empty()) {
+        parts.push(format!("comment {comment:?}"));
     }
     parts.join(" ")
+}
+
+/// `type filter hook forward priority 0 policy accept`, or `regular chain`.
+pub fn chain_hook(chain: &Chain) -> String {
+    match (&chain._type, &chain.hook) {
+        (Some(kind), Some(hook)) => format!(
+            "type {} hook {} priority {} policy {}",
+            token(kind),
+            token(hook),
+            chain.prio.unwrap_or_default(),
+            chain.policy.as_ref().map_or("accept".into(), token)
+        ),
+        _ => "regular chain".into(),
+    }
+}
+
+/// The word `nft` uses for a typed value (`accept`, `forward`...).
+pub fn token(value: &impl Serialize) -> String {
+    match json(value) {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// Typed schema values serialize infallibly (no maps with non-string
+/// keys); `null` stands for the impossible failure.
+fn json(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 fn statement(s: &Value) -> String {
@@ -118,8 +162,9 @@ mod tests {
     fn text(expr: Value) -> String {
         rule(&Rule {
             chain: "forward".into(),
-            comment: "kvmnet:nat".into(),
-            expr: serde_json::from_value(expr).unwrap(),
+            comment: Some("kvmnet:nat".into()),
+            expr: serde_json::from_value::<Vec<_>>(expr).unwrap().into(),
+            ..Rule::default()
         })
     }
 
@@ -155,6 +200,36 @@ mod tests {
         assert_eq!(
             text(json!([{"counter": {"packets": 0, "bytes": 0}}, {"drop": null}])),
             "{\"counter\":{\"bytes\":0,\"packets\":0}} drop comment \"kvmnet:nat\""
+        );
+    }
+
+    #[test]
+    fn unparseable_rules_read_as_far_as_known_and_chains_as_json() {
+        let rule = Unparseable {
+            kind: "rule".into(),
+            chain: "guest_input".into(),
+            comment: None,
+            listed: json!({"chain": "guest_input", "expr": [
+                {"match": {"op": "==", "left": {"meta": {"key": "day"}}, "right": "Monday"}},
+                {"drop": null}
+            ]}),
+        };
+        assert_eq!(unparseable(&rule), "meta day Monday drop");
+        let chain = Unparseable {
+            kind: "chain".into(),
+            listed: json!({"name": "x"}),
+            ..rule
+        };
+        assert_eq!(unparseable(&chain), "{\"name\":\"x\"}");
+    }
+
+    #[test]
+    fn hooks_read_like_nft_list() {
+        let chains = crate::firewall::render::chains();
+        assert_eq!(chain_hook(&chains[0]), "regular chain");
+        assert_eq!(
+            chain_hook(&chains[5]),
+            "type nat hook postrouting priority 100 policy accept"
         );
     }
 }

@@ -307,7 +307,7 @@ impl Planner<'_> {
             self.step(Some(&owner), action);
             removed.insert(name);
         }
-        // Our routes on links that stay, or on no link, that no network wants.
+        // Our routes on our links that stay, that no network wants.
         let wanted: Vec<(String, WantedRoute)> = desired
             .networks
             .values()
@@ -320,15 +320,21 @@ impl Planner<'_> {
             .iter()
             .filter(|r| r.protocol == RTPROT_KVMNET && r.table == RT_TABLE_MAIN)
         {
-            let link = route
+            // Our protocol number is ours only on our links: someone else
+            // may use 72 too, on theirs.
+            let Some(link) = route
                 .oif
                 .and_then(|i| snapshot.link_by_index(i))
-                .map(|l| l.name.clone());
-            if link.as_ref().is_some_and(|l| removed.contains(l)) {
+                .filter(|l| link_owner(l).is_some())
+                .map(|l| l.name.clone())
+            else {
+                continue;
+            };
+            if removed.contains(&link) {
                 continue;
             }
             let is_wanted = wanted.iter().any(|(bridge, w)| {
-                link.as_deref() == Some(bridge.as_str())
+                link == *bridge
                     && w.destination == route.destination
                     && Some(w.gateway) == route.gateway
                     && w.metric == route.metric
@@ -339,19 +345,17 @@ impl Planner<'_> {
         }
         for (link, destination, gateway, metric) in extra {
             // A route of a network still desired is reported under it.
-            let owner = link.as_deref().and_then(|l| {
-                desired
-                    .networks
-                    .values()
-                    .find(|n| n.bridge == l)
-                    .map(|n| n.name.clone())
-            });
-            let object = route_object(destination, gateway, link.as_deref());
+            let owner = desired
+                .networks
+                .values()
+                .find(|n| n.bridge == link)
+                .map(|n| n.name.clone());
+            let object = route_object(destination, gateway, Some(&link));
             self.drift(owner.as_deref(), Resource::Route, object, Change::Extra);
             self.step(
                 owner.as_deref(),
                 Action::DeleteRoute {
-                    link,
+                    link: Some(link),
                     destination,
                     gateway,
                     metric,
@@ -381,27 +385,7 @@ impl Planner<'_> {
         let link = match existing {
             Some(link) if removed.contains(&link.name) => None,
             Some(link) => match link_owner(&link) {
-                Some(owner) if owner == name && link.kind.as_deref() == Some("bridge") => {
-                    Some(link)
-                }
-                Some(owner) if owner == name => {
-                    let kind = link.kind.as_deref().unwrap_or("device");
-                    self.changed(
-                        name,
-                        Resource::Bridge,
-                        &net.bridge,
-                        "kind",
-                        "bridge".into(),
-                        kind.into(),
-                    );
-                    self.step(
-                        Some(name),
-                        Action::DeleteLink {
-                            link: net.bridge.clone(),
-                        },
-                    );
-                    None
-                }
+                Some(owner) if owner == name => Some(link),
                 Some(owner) => {
                     self.fail(name, format!(
                         "bridge name {} is taken by network {owner:?}, which kvmnet still runs (its file was rejected?)",
@@ -544,13 +528,7 @@ impl Planner<'_> {
         };
         let kind = b.kind.as_deref().unwrap_or("device");
         match link_owner(&b) {
-            Some(owner) if owner == name && kind == "bridge" => {}
-            Some(owner) if owner == name => {
-                return self.fail(name, format!(
-                    "{} is marked as kvmnet's but is a {kind}, not a bridge; kvmnet does not delete it while uplink {uplink} may depend on it: delete it by hand",
-                    net.bridge
-                ));
-            }
+            Some(owner) if owner == name => {}
             Some(owner) => {
                 return self.fail(name, format!(
                     "bridge name {} is taken by network {owner:?}, which kvmnet still runs (its file was rejected?)",

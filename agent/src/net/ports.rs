@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::config::desired::DesiredState;
-use crate::core::fs::write_atomic;
+use crate::core::fs::{write_atomic, PRIVATE};
 use crate::core::link_owner;
 use crate::kernel::Snapshot;
 
@@ -97,7 +97,7 @@ impl PortStore {
 
     pub fn save(&self, ports: &RememberedPorts) -> io::Result<()> {
         let text = serde_json::to_vec_pretty(ports).expect("port names serialize");
-        write_atomic(&self.path, &text)
+        write_atomic(&self.path, &text, PRIVATE)
             .map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", self.path.display())))
     }
 }

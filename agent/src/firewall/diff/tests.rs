@@ -1,49 +1,71 @@
 //! Diff: each kind of drift, with what was wanted and found.
 
+use nftables::expr::{Expression, Meta, MetaKey, NamedExpression};
+use nftables::stmt::{Match, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 use serde_json::json;
 
 use super::*;
-use crate::firewall::{Chain, Hook};
+use crate::firewall::{Chain, Unparseable};
 
-fn rule(chain: &str, network: &str, verdict: &str) -> Rule {
+fn rule(chain: &str, network: &str, verdict: Statement<'static>) -> Rule {
     Rule {
-        chain: chain.into(),
-        comment: format!("kvmnet:{network}"),
+        table: TABLE.into(),
+        chain: chain.to_string().into(),
+        comment: Some(format!("kvmnet:{network}").into()),
         expr: vec![
-            json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": format!("br-{network}")}}),
-            json!({ verdict: null }),
-        ],
+            Statement::Match(Match {
+                left: Expression::Named(NamedExpression::Meta(Meta {
+                    key: MetaKey::Iifname,
+                })),
+                right: Expression::String(format!("br-{network}").into()),
+                op: Operator::EQ,
+            }),
+            verdict,
+        ]
+        .into(),
+        ..Rule::default()
+    }
+}
+
+fn chain(name: &'static str) -> Chain {
+    Chain {
+        table: TABLE.into(),
+        name: name.into(),
+        ..Chain::default()
     }
 }
 
 fn wanted() -> Table {
     Table {
         chains: vec![
+            chain("guest"),
             Chain {
-                name: "guest".into(),
-                hook: None,
-            },
-            Chain {
-                name: "forward".into(),
-                hook: Some(Hook {
-                    kind: "filter".into(),
-                    hook: "forward".into(),
-                    prio: 0,
-                    policy: "accept".into(),
-                }),
+                _type: Some(NfChainType::Filter),
+                hook: Some(NfHook::Forward),
+                prio: Some(0),
+                policy: Some(NfChainPolicy::Accept),
+                ..chain("forward")
             },
         ],
         rules: vec![
-            rule("guest", "a", "accept"),
-            rule("guest", "a", "return"),
-            rule("guest", "b", "accept"),
+            rule("guest", "a", Statement::Accept(None)),
+            rule("guest", "a", Statement::Return(None)),
+            rule("guest", "b", Statement::Accept(None)),
         ],
+    }
+}
+
+fn listed(table: Table) -> Listed {
+    Listed {
+        table,
+        unparseable: Vec::new(),
     }
 }
 
 #[test]
 fn in_sync_is_no_drift() {
-    assert!(diff(&wanted(), Some(&wanted())).is_empty());
+    assert!(diff(&wanted(), Some(&listed(wanted()))).is_empty());
     assert!(diff(&Table::default(), None).is_empty());
 }
 
@@ -57,7 +79,7 @@ fn a_missing_table_is_one_item() {
 
 #[test]
 fn a_table_nobody_wants_is_extra_with_its_rules_under_their_networks() {
-    let d = diff(&Table::default(), Some(&wanted()));
+    let d = diff(&Table::default(), Some(&listed(wanted())));
     assert_eq!(
         d[0].to_string(),
         "- firewall table inet kvmnet: not in the desired state"
@@ -70,7 +92,7 @@ fn a_table_nobody_wants_is_extra_with_its_rules_under_their_networks() {
 fn deleted_added_and_changed_rules() {
     let mut observed = wanted();
     observed.rules.remove(2);
-    let d = diff(&wanted(), Some(&observed));
+    let d = diff(&wanted(), Some(&listed(observed)));
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].network.as_deref(), Some("b"));
     assert_eq!(d[0].change, Change::Missing);
@@ -80,15 +102,17 @@ fn deleted_added_and_changed_rules() {
     );
 
     let mut observed = wanted();
-    observed.rules.push(rule("guest", "c", "drop"));
-    let d = diff(&wanted(), Some(&observed));
+    observed
+        .rules
+        .push(rule("guest", "c", Statement::Drop(None)));
+    let d = diff(&wanted(), Some(&listed(observed)));
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].change, Change::Extra);
     assert_eq!(d[0].network.as_deref(), Some("c"));
 
     let mut observed = wanted();
-    observed.rules[2] = rule("guest", "b", "drop");
-    let d = diff(&wanted(), Some(&observed));
+    observed.rules[2] = rule("guest", "b", Statement::Drop(None));
+    let d = diff(&wanted(), Some(&listed(observed)));
     assert_eq!(d.len(), 1);
     assert_eq!(
         d[0].to_string(),
@@ -100,7 +124,7 @@ fn deleted_added_and_changed_rules() {
 fn reordered_rules_are_drift() {
     let mut observed = wanted();
     observed.rules.swap(0, 1);
-    let d = diff(&wanted(), Some(&observed));
+    let d = diff(&wanted(), Some(&listed(observed)));
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].field.as_deref(), Some("order"));
 }
@@ -108,8 +132,8 @@ fn reordered_rules_are_drift() {
 #[test]
 fn chain_missing_extra_and_policy_changed() {
     let mut observed = wanted();
-    observed.chains[1].hook.as_mut().unwrap().policy = "drop".into();
-    let d = diff(&wanted(), Some(&observed));
+    observed.chains[1].policy = Some(NfChainPolicy::Drop);
+    let d = diff(&wanted(), Some(&listed(observed)));
     assert_eq!(d.len(), 1);
     assert_eq!(
         d[0].to_string(),
@@ -119,11 +143,8 @@ fn chain_missing_extra_and_policy_changed() {
     let mut observed = wanted();
     observed.chains.remove(0);
     observed.rules.clear();
-    observed.chains.push(Chain {
-        name: "mine".into(),
-        hook: None,
-    });
-    let d: Vec<String> = diff(&wanted(), Some(&observed))
+    observed.chains.push(chain("mine"));
+    let d: Vec<String> = diff(&wanted(), Some(&listed(observed)))
         .iter()
         .map(ToString::to_string)
         .collect();
@@ -133,5 +154,44 @@ fn chain_missing_extra_and_policy_changed() {
             "+ firewall chain inet kvmnet guest: missing",
             "- firewall chain inet kvmnet mine: not in the desired state"
         ]
+    );
+}
+
+#[test]
+fn a_hook_changed_reads_like_nft_list() {
+    let mut observed = wanted();
+    observed.chains[1].prio = Some(10);
+    let d = diff(&wanted(), Some(&listed(observed)));
+    assert_eq!(
+        d[0].to_string(),
+        "~ firewall chain inet kvmnet forward hook: wanted type filter hook forward priority 0 policy accept, found type filter hook forward priority 10 policy accept"
+    );
+}
+
+#[test]
+fn an_unparseable_rule_is_extra_in_its_chain_under_its_network() {
+    let mut observed = listed(wanted());
+    observed.unparseable.push(Unparseable {
+        kind: "rule".into(),
+        chain: "guest".into(),
+        comment: Some("kvmnet:b".into()),
+        listed: json!({"chain": "guest", "comment": "kvmnet:b", "expr": [
+            {"match": {"op": "==", "left": {"meta": {"key": "day"}}, "right": "Monday"}},
+            {"drop": null}
+        ]}),
+    });
+    let d = diff(&wanted(), Some(&observed));
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        d[0].to_string(),
+        "- firewall inet kvmnet guest unparseable rule meta day Monday drop comment \"kvmnet:b\": not in the desired state"
+    );
+    assert_eq!(d[0].network.as_deref(), Some("b"));
+
+    // Also when no table is wanted at all.
+    let d = diff(&Table::default(), Some(&observed));
+    assert!(
+        d.iter().any(|d| d.object.contains("unparseable rule")),
+        "{d:?}"
     );
 }

@@ -16,12 +16,7 @@ fn chain(toml: &str, chain: &str) -> Vec<String> {
     rules(state.networks.values())
         .into_iter()
         .filter(|r| r.chain == chain)
-        .map(|r| {
-            text::rule(&Rule {
-                comment: String::new(),
-                ..r
-            })
-        })
+        .map(|r| text::rule(&Rule { comment: None, ..r }))
         .collect()
 }
 
@@ -241,7 +236,28 @@ fn every_rule_names_its_network_and_the_forward_chain_jumps_in_libvirt_order() {
         ]
     );
     for r in t.rules.iter().filter(|r| r.chain != FORWARD) {
-        let network = r.network().expect("a network's comment");
+        let network = crate::firewall::rule_network(r).expect("a network's comment");
         assert!(state.networks.contains_key(network), "{r:?}");
     }
+}
+
+/// Validation refuses these names first; render refuses them again rather
+/// than let nft read `iifname "kv*"` as a wildcard over every bridge.
+#[test]
+fn unsafe_interface_names_get_no_rules() {
+    let network = |text: &str| {
+        let file: crate::config::model::NetworksFile = toml::from_str(text).unwrap();
+        let (name, spec) = file.networks.into_iter().next().unwrap();
+        DesiredNetwork::new(&name, std::path::Path::new("t.toml"), spec)
+    };
+    for (from, to) in [
+        ("virbr-nat", "kv*"),
+        ("virbr-nat", "kv,up0"),
+        ("eno1", "up*"),
+        ("eno1", "eth%d"),
+    ] {
+        let net = network(&NAT.replace(from, to));
+        assert!(rules([&net]).is_empty(), "{to}");
+    }
+    assert!(!rules([&network(NAT)]).is_empty());
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::desired::DesiredState;
 use crate::config::model::Mode;
-use crate::core::fs::write_atomic;
+use crate::core::fs::{write_atomic, PRIVATE};
 use crate::core::link_owner;
 use crate::kernel::Link;
 use crate::kernel::{Address, Route, Snapshot};
@@ -110,7 +110,7 @@ impl LanStore {
             if old.get(name) != Some(lan) {
                 let path = self.path(name);
                 let text = serde_json::to_vec_pretty(lan).expect("a LAN record serializes");
-                write_atomic(&path, &text).map_err(|e| context(e, "write", &path))?;
+                write_atomic(&path, &text, PRIVATE).map_err(|e| context(e, "write", &path))?;
             }
         }
         for name in old.keys().filter(|n| !new.contains_key(*n)) {

@@ -522,17 +522,27 @@ fn subnet_in_use_on_a_foreign_device_is_refused() {
     assert!(p.steps.is_empty());
 }
 
+/// Only bridges are ours by alias: kvmnet creates no other kind, so a
+/// veth or NIC carrying `kvmnet:<name>` is someone else's.
 #[test]
-fn owned_link_of_wrong_kind_is_recreated() {
+fn a_link_of_another_kind_with_our_alias_is_not_ours() {
     let (d, mut o) = in_sync(NAT);
     bridge_mut(&mut o, "virbr-n").kind = Some("dummy".into());
-    let p = converge(&d, &mut o);
-    assert_eq!(
-        actions(&p)[..2],
-        [
-            "delete link virbr-n".to_string(),
-            "create bridge virbr-n".to_string()
-        ]
+    o.kernel
+        .links
+        .push(link(70, "veth-x", Some("veth"), Some("kvmnet:gone")));
+    o.kernel
+        .links
+        .push(link(71, "eth9", None, Some("kvmnet:n")));
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+    assert!(p.drift.iter().all(|d| d.resource != Resource::Bridge));
+    assert!(
+        p.failures[0]
+            .message
+            .contains("virbr-n is taken by a dummy kvmnet does not own"),
+        "{:?}",
+        p.failures
     );
 }
 
@@ -586,17 +596,6 @@ fn a_recreated_bridge_gets_its_guest_ports_back() {
 }
 
 #[test]
-fn a_bridge_recreated_for_its_kind_keeps_its_guest_ports() {
-    let (d, mut o) = in_sync(NAT);
-    let (_, m) = with_guest_ports(&mut o);
-    bridge_mut(&mut o, "virbr-n").kind = Some("dummy".into());
-    let p = converge_remembering(&d, &mut o, &m);
-    let a = actions(&p);
-    assert!(a.contains(&"enslave vnet0 to virbr-n".to_string()), "{a:?}");
-    assert!(a.contains(&"enslave vnet1 to virbr-n".to_string()), "{a:?}");
-}
-
-#[test]
 fn stray_owned_route_is_removed() {
     let (d, mut o) = in_sync(NAT);
     let i = o.kernel.link_by_name("virbr-n").unwrap().index;
@@ -612,6 +611,21 @@ fn stray_owned_route_is_removed() {
         ["delete route 10.99.0.0/16 via 192.168.10.99 dev virbr-n metric 0"]
     );
     assert_eq!(p.drift[0].network.as_deref(), Some("n"));
+}
+
+/// Protocol 72 marks our routes on our links only.
+#[test]
+fn a_route_in_our_protocol_on_a_foreign_link_is_left_alone() {
+    let (d, mut o) = in_sync(NAT);
+    o.kernel
+        .routes
+        .push(route(2, "10.98.0.0/16", Some("10.12.17.9"), RTPROT_KVMNET));
+    let p = plan(&d, &o, PRUNE);
+    assert!(
+        p.steps.is_empty() && p.drift.is_empty(),
+        "{:?}",
+        actions(&p)
+    );
 }
 
 #[test]
