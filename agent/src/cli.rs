@@ -12,6 +12,7 @@ use crate::config::diagnostic::Diagnostic;
 use crate::config::lastgood::{LastGood, Resolved};
 use crate::config::load::{self, FileLoad, Format};
 use crate::config::model::HumanDuration;
+use crate::core::lock::{AgentLock, Wait};
 use crate::daemon::{self, DaemonConfig};
 use crate::reconcile::Reconciler;
 use crate::report::show;
@@ -41,6 +42,14 @@ pub struct Cli {
     /// Drift audit that changes nothing; exit 0 in sync, 2 on drift, 1 on error.
     #[arg(long)]
     pub check: bool,
+    /// Converge even when the config directory declares no networks at all,
+    /// removing every network kvmnet runs (refused otherwise).
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// When another agent converges with the same run directory (it holds
+    /// <run-dir>/kvmnet.lock), wait for it instead of exiting 1.
+    #[arg(long)]
+    pub wait: bool,
     /// Daemon: serve Prometheus metrics (/metrics) and /healthz on this
     /// address, e.g. 127.0.0.1:9477; a port alone means loopback.
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_address)]
@@ -171,7 +180,16 @@ pub fn run(cli: Cli) -> ExitCode {
         } else {
             PassKind::Check
         };
-        return block_on(pass_command(&cli.global, kind, cli.detailed_exitcode));
+        let guards = Guards {
+            allow_empty: cli.allow_empty,
+            wait: lock_wait(cli.wait),
+        };
+        return block_on(pass_command(
+            &cli.global,
+            kind,
+            guards,
+            cli.detailed_exitcode,
+        ));
     }
     match cli.command {
         Some(Command::Validate { paths, format }) => {
@@ -200,6 +218,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 metrics_listen: cli.metrics_listen,
                 run_dir: cli.global.run_dir.clone(),
                 interval: cli.interval.0,
+                allow_empty: cli.allow_empty,
+                wait: lock_wait(cli.wait),
             };
             block_on(async {
                 match daemon::run(config).await {
@@ -249,7 +269,39 @@ fn load_desired(global: &GlobalOptions) -> Result<Resolved, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn pass_command(global: &GlobalOptions, kind: PassKind, detailed: bool) -> ExitCode {
+/// What protects a converging pass from another agent and from an emptied
+/// config directory.
+#[derive(Debug, Clone, Copy)]
+struct Guards {
+    allow_empty: bool,
+    wait: Wait,
+}
+
+fn lock_wait(wait: bool) -> Wait {
+    if wait {
+        Wait::Yes
+    } else {
+        Wait::No
+    }
+}
+
+async fn pass_command(
+    global: &GlobalOptions,
+    kind: PassKind,
+    guards: Guards,
+    detailed: bool,
+) -> ExitCode {
+    // Held until the process exits: one converging agent at a time.
+    let _lock = match kind {
+        PassKind::Check => None,
+        PassKind::Converge => match AgentLock::acquire(&global.run_dir, guards.wait) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let resolved = match load_desired(global) {
         Ok(r) => r,
         Err(e) => {
@@ -258,14 +310,34 @@ async fn pass_command(global: &GlobalOptions, kind: PassKind, detailed: bool) ->
         }
     };
     let desired = &resolved.desired;
-    let result = async {
-        let reconciler = Reconciler::connect(&global.run_dir, &global.state_dir)?;
-        match kind {
-            PassKind::Check => reconciler.check(desired).await,
-            PassKind::Converge => reconciler.converge(desired).await,
+    let reconciler = match Reconciler::connect(&global.run_dir, &global.state_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if kind == PassKind::Converge && !guards.allow_empty {
+        let files = resolved.present.len();
+        match reconciler
+            .refuse_empty(desired, &global.config_dir, files)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                eprintln!("error: {why}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
-    .await;
+    let result = match kind {
+        PassKind::Check => reconciler.check(desired).await,
+        PassKind::Converge => reconciler.converge(desired).await,
+    };
     match result {
         Ok(report) => {
             if kind == PassKind::Converge {

@@ -3,22 +3,22 @@
 //! The same pass serves `--check` (stops after the plans), `--once` and the
 //! daemon.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
 use crate::config::desired::DesiredState;
-use crate::core::{leave_alone, link_owner, LeaveAlone, StepResult};
+use crate::core::{leave_alone, link_owner, LeaveAlone, Outcome, StepResult};
 use crate::dnsmasq::{self, DnsObserved, DnsPlan};
 use crate::firewall::{Firewall, FirewallPlan};
-use crate::kernel::sysctl::Sysctls;
+use crate::kernel::sysctl::{Sysctl, Sysctls};
 use crate::kernel::{Netlink, Result};
 use crate::net::apply::apply;
 use crate::net::bridged::managers;
 use crate::net::bridged::rollback::RolledBack;
 use crate::net::memory::{Memory, Recall};
 use crate::net::observe::{observe, Observed};
-use crate::net::plan::{plan, Plan, PlanOptions};
+use crate::net::plan::{plan, Action, Plan, PlanOptions, Step};
 use crate::report::{PassKind, PassReport};
 
 /// The kernel handles a pass works with.
@@ -116,6 +116,52 @@ impl Reconciler {
             .contains(&index)
     }
 
+    /// Argo CD's `allowEmpty`, for a pass that would remove every network:
+    /// a directory emptied by accident (`rm -rf` and a copy not yet back, a
+    /// checkout half done) must not tear the host's networks down. Returns
+    /// why the pass is refused, or `None` when `desired` declares networks
+    /// or kvmnet runs none. `config_files`: how many files the directory holds.
+    pub async fn refuse_empty(
+        &self,
+        desired: &DesiredState,
+        config_dir: &Path,
+        config_files: usize,
+    ) -> Result<Option<String>> {
+        if !desired.networks.is_empty() || !desired.complete {
+            return Ok(None);
+        }
+        let mut running: BTreeSet<String> = self
+            .netlink
+            .snapshot()
+            .await?
+            .links
+            .iter()
+            .filter_map(|l| link_owner(l).map(str::to_string))
+            .collect();
+        running.extend(
+            self.dnsmasq
+                .observe([])
+                .into_iter()
+                .filter(|(_, instance)| instance.exists())
+                .map(|(network, _)| network),
+        );
+        if running.is_empty() {
+            return Ok(None);
+        }
+        let what = if config_files == 0 {
+            "is empty"
+        } else {
+            "declares no networks"
+        };
+        let names: Vec<&str> = running.iter().map(String::as_str).collect();
+        Ok(Some(format!(
+            "the config directory {} {what}; refusing to remove {} network(s) ({}); --allow-empty to allow",
+            config_dir.display(),
+            running.len(),
+            names.join(", ")
+        )))
+    }
+
     /// Drift audit: changes nothing.
     pub async fn check(&self, desired: &DesiredState) -> Result<PassReport> {
         Ok(self.check_observed(desired).await?.1)
@@ -136,6 +182,7 @@ impl Reconciler {
         let writes_before = self.writes();
         let observation = self.observe(desired).await?;
         let mut warnings = self.memory.save(&observation.recall);
+        warnings.extend(self.dnsmasq.cap_logs());
         let plan = self.plan(desired, &observation, true).await;
         warnings.extend(plan.warnings.iter().cloned());
         if plan.is_empty() {
@@ -152,11 +199,16 @@ impl Reconciler {
             return Ok(report);
         }
 
+        // Forwarding is turned on last, once the firewall table is in place:
+        // without it, guests' traffic would be forwarded unfiltered and
+        // un-NATed (fail closed).
+        let (forwarding, steps): (Vec<Step>, Vec<Step>) =
+            plan.kernel.steps.iter().cloned().partition(is_forwarding);
         let mut outcomes = apply(
             &self.netlink,
             &self.sysctls,
             &observation.kernel.kernel,
-            &plan.kernel.steps,
+            &steps,
         )
         .await;
         self.rolled_back.record(&plan.kernel, &outcomes, desired);
@@ -172,8 +224,23 @@ impl Reconciler {
             self.firewall.apply(&plan.firewall),
             self.dnsmasq.apply(&plan.dnsmasq.actions, &no_bridge)
         );
+        let table_in_place = plan.firewall.failures.is_empty()
+            && firewall.iter().all(|o| o.result == StepResult::Done);
         outcomes.extend(firewall);
         outcomes.extend(dnsmasq);
+        if table_in_place {
+            let kernel = &observation.kernel.kernel;
+            outcomes.extend(apply(&self.netlink, &self.sysctls, kernel, &forwarding).await);
+        } else {
+            outcomes.extend(forwarding.iter().map(|step| Outcome {
+                network: step.network.clone(),
+                action: step.action.to_string(),
+                result: StepResult::Skipped(
+                    "the firewall table is not in place; forwarding stays off rather than forward guests' traffic unfiltered"
+                        .into(),
+                ),
+            }));
+        }
 
         let after = self.observe(desired).await?;
         warnings.extend(self.memory.save(&after.recall));
@@ -243,6 +310,7 @@ impl Reconciler {
         kernel.drift.extend(dnsmasq.drift.iter().cloned());
         kernel.drift.extend(firewall.drift.iter().cloned());
         kernel.failures.extend(firewall.failures.iter().cloned());
+        kernel.failures.extend(dnsmasq.failures.iter().cloned());
         PassPlan {
             kernel,
             firewall,
@@ -250,4 +318,15 @@ impl Reconciler {
             warnings,
         }
     }
+}
+
+/// A host-wide forwarding sysctl turned on for nat and route networks.
+fn is_forwarding(step: &Step) -> bool {
+    matches!(
+        step.action,
+        Action::SetSysctl {
+            key: Sysctl::IpForward | Sysctl::Ipv6Forwarding,
+            ..
+        }
+    )
 }

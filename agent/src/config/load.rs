@@ -268,6 +268,17 @@ pub fn parse_bytes(
     bytes: &[u8],
     format: Option<Format>,
 ) -> Result<ParsedFile, Vec<Diagnostic>> {
+    // Zero bytes is what a reader sees of a file rewritten in place
+    // (truncated, not yet written): rejected, so that its networks keep
+    // their last good version rather than being removed. A file meant to
+    // declare nothing says so with a comment.
+    if bytes.is_empty() {
+        return Err(vec![Diagnostic::file_level(
+            path,
+            "the file is empty (0 bytes; being written?); its networks keep their last good version. \
+             To declare no networks, put a comment in it or delete it",
+        )]);
+    }
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -398,12 +409,16 @@ networks:
     }
 
     #[test]
-    fn empty_files_define_nothing() {
+    fn comment_only_files_define_nothing_and_zero_bytes_are_rejected() {
         assert!(parse("a.yaml", "# nothing yet\n")
             .unwrap()
             .networks
             .is_empty());
-        assert!(parse("a.toml", "").unwrap().networks.is_empty());
+        assert!(parse("a.toml", "\n").unwrap().networks.is_empty());
+        for name in ["a.toml", "a.yaml"] {
+            let err = parse(name, "").unwrap_err();
+            assert!(err[0].message.contains("the file is empty"), "{err:?}");
+        }
     }
 
     #[test]

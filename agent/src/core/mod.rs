@@ -1,9 +1,10 @@
 //! The vocabulary every subsystem shares: drift, outcomes and failures,
-//! ownership, and atomic file writes. It imports nothing of the crate but
+//! ownership, atomic file writes, and the lock of one converging agent. It imports nothing of the crate but
 //! the kernel's link type.
 
 pub mod drift;
 pub mod fs;
+pub mod lock;
 pub mod outcome;
 pub mod owner;
 

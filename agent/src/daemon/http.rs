@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 endpoint for `/metrics` and `/healthz`: GET only, one
+//! A minimal HTTP/1.1 endpoint for `/metrics`, `/healthz` and `/readyz`: GET only, one
 //! request per connection, bounded reads. Enough for Prometheus and probes,
 //! without pulling a web framework into a network agent.
 
@@ -118,14 +118,21 @@ async fn handle(mut stream: TcpStream, metrics: &Mutex<Metrics>) -> std::io::Res
             let body = metrics.lock().unwrap_or_else(|e| e.into_inner()).render();
             ("200 OK", "text/plain; version=0.0.4", body)
         }
-        ("GET", "/healthz") => match metrics.lock().unwrap_or_else(|e| e.into_inner()).healthy() {
-            Ok(()) => ("200 OK", "text/plain", "ok\n".to_string()),
-            Err(why) => ("503 Service Unavailable", "text/plain", format!("{why}\n")),
-        },
+        ("GET", "/healthz" | "/readyz") => {
+            let metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
+            let state = match path {
+                "/healthz" => metrics.alive(),
+                _ => metrics.ready(),
+            };
+            match state {
+                Ok(()) => ("200 OK", "text/plain", "ok\n".to_string()),
+                Err(why) => ("503 Service Unavailable", "text/plain", format!("{why}\n")),
+            }
+        }
         ("GET", _) => (
             "404 Not Found",
             "text/plain",
-            "try /metrics or /healthz\n".to_string(),
+            "try /metrics, /healthz or /readyz\n".to_string(),
         ),
         _ => (
             "405 Method Not Allowed",
@@ -210,6 +217,11 @@ mod tests {
         assert!(
             h.starts_with("HTTP/1.1 503") && h.contains("no pass has completed yet"),
             "{h}"
+        );
+        let r = get(addr, "/readyz").await;
+        assert!(
+            r.starts_with("HTTP/1.1 503") && r.contains("no pass has completed yet"),
+            "{r}"
         );
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
     }

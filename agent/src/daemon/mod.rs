@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 use crate::config::lastgood::LastGood;
 use crate::config::load;
 use crate::core::fs::{write_atomic, PRIVATE, READABLE};
+use crate::core::lock::{AgentLock, Wait};
 use crate::core::StepResult;
 use crate::core::ALIAS_PREFIX;
 use crate::kernel::events::{self, KernelEvent};
@@ -38,6 +39,8 @@ const QUIET_FILES: Duration = Duration::from_millis(40);
 const QUIET_MAX: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Beyond three intervals without a pass end, `/healthz` fails.
+const STALE_SLACK: Duration = Duration::from_secs(60);
 
 pub struct DaemonConfig {
     pub config_dir: PathBuf,
@@ -46,6 +49,10 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub run_dir: PathBuf,
     pub interval: Duration,
+    /// Converge even when the config directory declares no networks.
+    pub allow_empty: bool,
+    /// Wait for another agent's lock instead of exiting.
+    pub wait: Wait,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +66,20 @@ enum Trigger {
 /// Runs until SIGTERM or SIGINT. Networks stay up when the daemon stops, like
 /// libvirt's networks when libvirtd stops; the next start adopts them.
 pub async fn run(config: DaemonConfig) -> Result<(), String> {
+    let _lock = AgentLock::acquire(&config.run_dir, config.wait)?;
     let reconciler = Arc::new(
         Reconciler::connect(&config.run_dir, &config.state_dir).map_err(|e| e.to_string())?,
     );
     let (tx, mut triggers) = mpsc::unbounded_channel();
     let metrics = Arc::new(Mutex::new(Metrics::default()));
+    // A pass runs at least every interval (a failing one sooner); one that
+    // has not ended long after that means the loop is stuck.
+    metrics
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set_stale_after(config.interval * 3 + STALE_SLACK);
     let _dnsmasq_logs = watch_dnsmasq(&reconciler, tx.clone(), Arc::clone(&metrics));
-    let _watcher = watch_config_dir(&config.config_dir, tx.clone())?;
+    let mut config_watch = ConfigWatch::new(&config.config_dir, tx.clone())?;
     spawn_firewall_events(tx.clone());
     spawn_kernel_events(tx, Arc::clone(&reconciler))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -111,6 +125,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
                 _ = tokio::time::sleep_until(deadline) => Some("timer"),
                 Some(trigger) = triggers.recv() => {
                     let burst = collect_burst(trigger, &mut triggers).await;
+                    if burst.files {
+                        config_watch.follow_recreated();
+                    }
                     if burst.dnsmasq {
                         Some("dnsmasq exit")
                     } else if burst.kernel {
@@ -195,7 +212,7 @@ async fn pass(
         Err(e) => {
             // Never "no files, delete everything": skip the pass.
             error!(error = %e, "cannot read the config directory; nothing is changed");
-            return Err(());
+            return pass_failed(metrics, e.to_string());
         }
     };
     *last_files = Some(files);
@@ -203,11 +220,28 @@ async fn pass(
     for d in desired.diagnostics() {
         error!(file = %d.file.display(), position = %d.position(), error = %d.message, "config error; the file's networks keep their last good version, if any");
     }
+    if !config.allow_empty {
+        let files = resolved.present.len();
+        match reconciler
+            .refuse_empty(desired, &config.config_dir, files)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                error!("{why}");
+                return pass_failed(metrics, why);
+            }
+            Err(e) => {
+                error!(error = %e, "pass failed");
+                return pass_failed(metrics, e.to_string());
+            }
+        }
+    }
     let report = match reconciler.converge(desired).await {
         Ok(report) => report,
         Err(e) => {
             error!(error = %e, "pass failed");
-            return Err(());
+            return pass_failed(metrics, e.to_string());
         }
     };
     log_report(&report);
@@ -239,6 +273,15 @@ async fn pass(
     }
     release_free_memory();
     Ok(report.exit_code() == 0)
+}
+
+/// A pass that ended without a report: `/healthz` says why.
+fn pass_failed(metrics: &Mutex<Metrics>, why: String) -> Result<bool, ()> {
+    metrics
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pass_failed(why);
+    Err(())
 }
 
 /// A pass allocates and frees megabytes (listings, rendered rules, files);
@@ -382,33 +425,65 @@ fn read_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Watches the config directory and its parent (so that a deleted and
 /// recreated directory, or a ConfigMap/git-sync `..data` swap, is seen).
-fn watch_config_dir(
-    dir: &Path,
-    tx: mpsc::UnboundedSender<Trigger>,
-) -> Result<notify::RecommendedWatcher, String> {
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(e) => !matches!(e.kind, EventKind::Access(_)),
-            Err(_) => true,
-        };
-        if relevant {
-            let _ = tx.send(Trigger::Files);
-        }
-    })
-    .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
-    if let Some(parent) = dir.parent().filter(|p| p.exists()) {
-        watcher
-            .watch(parent, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch {}: {e}", parent.display()))?;
-    }
-    // Recursive: git-sync and ConfigMaps keep the files in a subdirectory
-    // behind symlinks.
-    if dir.exists() {
-        watcher
-            .watch(dir, RecursiveMode::Recursive)
+struct ConfigWatch {
+    watcher: notify::RecommendedWatcher,
+    dir: PathBuf,
+    /// Device and inode of the directory being watched: a directory deleted
+    /// and made again is another inode, which the old watch does not see.
+    watched: Option<(u64, u64)>,
+}
+
+impl ConfigWatch {
+    fn new(dir: &Path, tx: mpsc::UnboundedSender<Trigger>) -> Result<ConfigWatch, String> {
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = match &event {
+                    Ok(e) => !matches!(e.kind, EventKind::Access(_)),
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = tx.send(Trigger::Files);
+                }
+            })
             .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        if let Some(parent) = dir.parent().filter(|p| p.exists()) {
+            watcher
+                .watch(parent, RecursiveMode::NonRecursive)
+                .map_err(|e| format!("cannot watch {}: {e}", parent.display()))?;
+        }
+        let mut watch = ConfigWatch {
+            watcher,
+            dir: dir.to_path_buf(),
+            watched: None,
+        };
+        watch.follow_recreated();
+        Ok(watch)
     }
-    Ok(watcher)
+
+    /// Watches the directory now at the path if it is not the one watched.
+    /// Recursive: git-sync and ConfigMaps keep the files in a subdirectory
+    /// behind symlinks.
+    fn follow_recreated(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let current = std::fs::metadata(&self.dir)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if current == self.watched {
+            return;
+        }
+        // The old watch went with the deleted directory; notify may still
+        // list it.
+        let _ = self.watcher.unwatch(&self.dir);
+        self.watched = None;
+        if current.is_some() {
+            match self.watcher.watch(&self.dir, RecursiveMode::Recursive) {
+                Ok(()) => self.watched = current,
+                Err(e) => {
+                    warn!(dir = %self.dir.display(), error = %e, "cannot watch the config directory; changes are seen at the next timed pass")
+                }
+            }
+        }
+    }
 }
 
 /// A dnsmasq exit (one the daemon started, or an adopted one, watched by

@@ -1,15 +1,48 @@
-//! Daemon: dnsmasq's log lines forwarded into the agent's log, tagged with
-//! the network. dnsmasq writes to a file, not to a pipe of the agent's, so
-//! that it keeps running (and logging) while the agent restarts; the daemon
-//! follows the files with inotify.
+//! dnsmasq's log: a file per network, `<state-dir>/dnsmasq/<network>.log`,
+//! not a pipe of the agent's, so that dnsmasq keeps running (and logging)
+//! while the agent restarts. The daemon follows the files with inotify and
+//! forwards each line into its own log, tagged with the network. A file is
+//! capped at [`LOG_MAX`] bytes: past that it is copied to `<network>.log.1`
+//! (replacing the previous copy) and emptied; dnsmasq appends (O_APPEND),
+//! so it goes on writing at the new end.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use notify::{EventKind, RecursiveMode, Watcher};
+
+/// The size at which a log file is rotated.
+pub const LOG_MAX: u64 = 1024 * 1024;
+
+/// The copy a rotation keeps of `log`.
+pub fn rotated(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".1");
+    PathBuf::from(name)
+}
+
+/// Rotates `log` when it has grown past `max` bytes: copy, then truncate
+/// (lines dnsmasq writes in between are lost, never the file's bound).
+/// Returns whether it did.
+pub fn cap(log: &Path, max: u64) -> io::Result<bool> {
+    let len = match std::fs::metadata(log) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if len <= max {
+        return Ok(false);
+    }
+    std::fs::copy(log, rotated(log))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(log)?
+        .set_len(0)?;
+    Ok(true)
+}
 
 /// Follows `<dir>/<network>.log` files from their current end: each new
 /// complete line is logged once. Keep the watcher alive to keep following.
@@ -29,6 +62,11 @@ pub fn follow(dir: &Path) -> Result<notify::RecommendedWatcher, String> {
             for line in read_new_lines(&path, offset) {
                 // dnsmasq starts each line with "dnsmasq[PID]:".
                 tracing::info!(network, "{line}");
+            }
+            match cap(&path, LOG_MAX) {
+                Ok(true) => *offset = 0,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(network, error = %e, "cannot rotate {}", path.display()),
             }
         }
     })
@@ -102,5 +140,24 @@ mod tests {
         assert_eq!(read_new_lines(&path, &mut offset), ["new"]);
         assert_eq!(network_of_log(&path).as_deref(), Some("n"));
         assert_eq!(network_of_log(Path::new("/x/n.leases")), None);
+        assert_eq!(network_of_log(&rotated(&path)), None);
+    }
+
+    #[test]
+    fn a_log_past_its_cap_is_copied_and_emptied_and_appends_go_on_at_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.log");
+        let mut writer = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writer.write_all(&[b'x'; 100]).unwrap();
+        assert!(!cap(&path, 100).unwrap(), "at the cap, kept");
+        writer.write_all(b"\n").unwrap();
+        assert!(cap(&path, 100).unwrap());
+        assert_eq!(std::fs::metadata(rotated(&path)).unwrap().len(), 101);
+        writer.write_all(b"after\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"after\n");
     }
 }

@@ -23,7 +23,7 @@ use futures_util::future::join_all;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::desired::{DesiredNetwork, DesiredState};
-use crate::core::{Change, Drift, LeaveAlone, Outcome, Resource, StepResult};
+use crate::core::{Change, Drift, Failure, LeaveAlone, Outcome, Resource, StepResult};
 use leases::Lease;
 
 use paths::Dirs;
@@ -70,9 +70,10 @@ pub fn plan(
 ) -> DnsPlan {
     let mut wanted = BTreeMap::new();
     let mut bridges = BTreeMap::new();
-    // A network render refuses keeps whatever runs, like one that cannot
-    // be converged.
+    // A network render refuses fails, and keeps whatever runs, like one
+    // that cannot be converged.
     let mut leave_alone = leave_alone.clone();
+    let mut failures = Vec::new();
     for net in desired.networks.values() {
         let paths = dirs.instance(&net.name);
         match render::render(net, &paths, run_as, &observed.host_resolvers) {
@@ -82,7 +83,10 @@ pub fn plan(
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::error!(network = %net.name, "dnsmasq: {e}");
+                failures.push(Failure {
+                    network: net.name.clone(),
+                    message: format!("its dnsmasq configuration is refused: {e}"),
+                });
                 leave_alone.insert(net.name.clone());
             }
         }
@@ -96,6 +100,7 @@ pub fn plan(
         desired: &names,
         prune,
     });
+    p.failures = failures;
     for net in desired.networks.values() {
         if !wanted.contains_key(&net.name) || !serves_dhcp(net) {
             continue;
@@ -237,6 +242,8 @@ impl Supervisor {
                 files,
             } => self.reload(network, *pid, files),
             DnsAction::Stop { network, pid } => self.remove(network, *pid).await,
+            DnsAction::StopDuplicate { network, pid } => self.stop_process(network, *pid).await,
+            DnsAction::WritePidFile { network, pid } => self.write_pid_file(network, *pid),
             DnsAction::Release {
                 network,
                 bridge,
@@ -248,5 +255,38 @@ impl Supervisor {
                 release::release(bridge, lease, server_duid.as_deref(), &lease_file).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::testutil::desired;
+
+    #[test]
+    fn a_network_render_refuses_fails_and_keeps_what_runs() {
+        let mut state =
+            desired("[networks.a]\nmode = \"nat\"\n[[networks.a.ip]]\naddress = \"10.0.0.1/24\"\n");
+        // Validation refuses such a name; render is the last guard.
+        state.networks.get_mut("a").unwrap().bridge = "kv*".into();
+        let running = ObservedInstance {
+            pid: Some(7),
+            ..ObservedInstance::default()
+        };
+        let observed = DnsObserved {
+            instances: BTreeMap::from([("a".to_string(), running)]),
+            ..DnsObserved::default()
+        };
+        let dirs = Dirs::new(Path::new("/run/kvmnet"), Path::new("/var/lib/kvmnet"));
+        let run_as = RunAs {
+            user: "dnsmasq".into(),
+            group: None,
+        };
+        let p = plan(&state, &observed, &dirs, &run_as, &LeaveAlone::new(), true);
+        assert_eq!(p.failures.len(), 1, "{p:?}");
+        assert_eq!(p.failures[0].network, "a");
+        assert!(p.actions.is_empty(), "what runs is kept: {p:?}");
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::core::{Change, Drift, LeaveAlone, Resource};
+use crate::core::{Change, Drift, Failure, LeaveAlone, Resource};
 
 use super::leasediff::DhcpUsage;
 use super::leases::Lease;
@@ -18,6 +18,11 @@ use super::render::Rendered;
 pub struct ObservedInstance {
     /// The pid of a live dnsmasq running our exact configuration path.
     pub pid: Option<i32>,
+    /// What the pid file says, when it holds a number: another value than
+    /// `pid` (a crash before it was written, a damaged file) is rewritten.
+    pub pid_file: Option<i32>,
+    /// More live dnsmasq processes running the same configuration path.
+    pub duplicates: Vec<i32>,
     pub conf: Option<String>,
     pub hosts: Option<String>,
     pub addn_hosts: Option<String>,
@@ -27,7 +32,10 @@ pub struct ObservedInstance {
 impl ObservedInstance {
     /// Anything of it exists: a process or a file.
     pub fn exists(&self) -> bool {
-        self.pid.is_some() || self.conf.is_some() || self.hosts.is_some()
+        self.pid.is_some()
+            || !self.duplicates.is_empty()
+            || self.conf.is_some()
+            || self.hosts.is_some()
     }
 }
 
@@ -50,6 +58,10 @@ pub enum DnsAction {
     },
     /// Stop dnsmasq (if running) and remove its files.
     Stop { network: String, pid: Option<i32> },
+    /// Stop a second dnsmasq of the same network.
+    StopDuplicate { network: String, pid: i32 },
+    /// Record the pid of the dnsmasq found running our configuration.
+    WritePidFile { network: String, pid: i32 },
     /// Release a stale lease in the running dnsmasq (a DHCPRELEASE sent on
     /// the client's behalf): same process, other leases untouched.
     Release {
@@ -68,6 +80,8 @@ impl DnsAction {
             | DnsAction::Restart { network, .. }
             | DnsAction::Reload { network, .. }
             | DnsAction::Stop { network, .. }
+            | DnsAction::StopDuplicate { network, .. }
+            | DnsAction::WritePidFile { network, .. }
             | DnsAction::Release { network, .. } => network,
         }
     }
@@ -94,6 +108,13 @@ impl fmt::Display for DnsAction {
                 ),
                 None => write!(f, "remove the dnsmasq files of {network}"),
             },
+            DnsAction::StopDuplicate { network, pid } => {
+                write!(f, "stop a second dnsmasq of {network} (pid {pid})")
+            }
+            DnsAction::WritePidFile { network, pid } => write!(
+                f,
+                "write the pid file of {network}'s dnsmasq (pid {pid}, found by its command line)"
+            ),
             DnsAction::Release { bridge, lease, .. } => write!(
                 f,
                 "release the lease of {} on {} in dnsmasq on {bridge}",
@@ -114,6 +135,9 @@ pub struct DnsPlan {
     pub actions: Vec<DnsAction>,
     /// Leases and pool use of each network serving DHCP.
     pub usage: BTreeMap<String, DhcpUsage>,
+    /// Networks whose configuration render refused (a name that would
+    /// change its meaning in dnsmasq's configuration).
+    pub failures: Vec<Failure>,
 }
 
 /// What the plan works from.
@@ -134,6 +158,23 @@ pub struct Inputs<'a> {
 
 pub fn plan(inputs: &Inputs) -> DnsPlan {
     let mut p = DnsPlan::default();
+    for (network, found) in inputs.observed {
+        if inputs.leave_alone.contains(network) {
+            continue;
+        }
+        for pid in &found.duplicates {
+            p.drift.push(drift(
+                network,
+                format!("{network} (pid {pid})"),
+                Change::Extra,
+                None,
+            ));
+            p.actions.push(DnsAction::StopDuplicate {
+                network: network.clone(),
+                pid: *pid,
+            });
+        }
+    }
     for (network, files) in inputs.wanted {
         if inputs.leave_alone.contains(network) {
             continue;
@@ -167,6 +208,26 @@ pub fn plan(inputs: &Inputs) -> DnsPlan {
                 files: files.clone(),
             });
             continue;
+        }
+        if found.pid_file != Some(pid) {
+            p.drift.push(drift(
+                network,
+                object.clone(),
+                Change::Changed,
+                Some((
+                    "pid-file",
+                    (
+                        pid.to_string(),
+                        found
+                            .pid_file
+                            .map_or_else(|| "missing or unreadable".into(), |p| p.to_string()),
+                    ),
+                )),
+            ));
+            p.actions.push(DnsAction::WritePidFile {
+                network: network.clone(),
+                pid,
+            });
         }
         let hosts = [
             ("dhcp-hosts", &files.hosts, &found.hosts),
@@ -270,6 +331,8 @@ mod tests {
     fn running(pid: i32, f: &Rendered) -> ObservedInstance {
         ObservedInstance {
             pid: Some(pid),
+            pid_file: Some(pid),
+            duplicates: Vec::new(),
             conf: Some(f.conf.clone()),
             hosts: Some(f.hosts.clone()),
             addn_hosts: Some(f.addn_hosts.clone()),
@@ -407,6 +470,34 @@ mod tests {
         };
         quiet.desired.insert("old".into());
         assert_eq!(quiet.plan().actions.len(), 1);
+    }
+
+    #[test]
+    fn an_instance_found_without_its_pid_file_is_adopted_and_a_second_one_stopped() {
+        let f = files("interface=br-a\n", "");
+        let orphan = ObservedInstance {
+            pid_file: None,
+            duplicates: vec![12],
+            ..running(7, &f)
+        };
+        let p = Case::new().want("a", &f).found("a", orphan).plan();
+        assert_eq!(
+            p.actions,
+            [
+                DnsAction::StopDuplicate {
+                    network: "a".into(),
+                    pid: 12
+                },
+                DnsAction::WritePidFile {
+                    network: "a".into(),
+                    pid: 7
+                }
+            ]
+        );
+        assert_eq!(
+            p.drift[1].to_string(),
+            "~ dnsmasq a on br-a pid-file: wanted 7, found missing or unreadable"
+        );
     }
 
     #[test]

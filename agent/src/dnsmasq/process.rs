@@ -1,8 +1,8 @@
 //! Running dnsmasq: one process per network, in the foreground of its own
 //! process group (so that it outlives `--once` and a stopping daemon),
 //! dropping root for an unprivileged user. Its stderr goes to a log file in
-//! the state directory; the agent reads it to tell whether a start worked
-//! and, when not, why.
+//! the state directory, capped in size (see `logs`); the agent reads it to
+//! tell whether a start worked and, when not, why.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{File, OpenOptions};
@@ -80,12 +80,22 @@ impl Supervisor {
     }
 
     /// The instances of `networks` and every other one found in the run
-    /// directory. Unreadable files count as missing: they get rewritten.
+    /// directory or running with a configuration file of it. Unreadable files
+    /// count as missing: they get rewritten.
+    ///
+    /// A process is ours when its command line names exactly one of our
+    /// `--conf-file` paths; the pid file only says which of them was
+    /// recorded. So an instance whose pid file was never written (a crash
+    /// right after the start) or was damaged is still recognised, and
+    /// adopted or stopped; a pid in the pid file that is not such a process
+    /// is never signalled.
     pub fn observe<'a>(
         &self,
         networks: impl IntoIterator<Item = &'a str>,
     ) -> BTreeMap<String, ObservedInstance> {
         let mut names: BTreeSet<String> = networks.into_iter().map(str::to_string).collect();
+        let mut running = scan_processes(&self.dirs.run);
+        names.extend(running.keys().cloned());
         if let Ok(entries) = std::fs::read_dir(&self.dirs.run) {
             for entry in entries.flatten() {
                 let file = entry.file_name();
@@ -102,18 +112,44 @@ impl Supervisor {
             .into_iter()
             .map(|network| {
                 let paths = self.dirs.instance(&network);
-                let pid = running_pid(&paths);
+                let pid_file = read_pid_file(&paths);
+                let mut pids = running.remove(&network).unwrap_or_default();
+                // The recorded one, if it runs; else the oldest.
+                let pid = pid_file
+                    .filter(|p| pids.contains(p))
+                    .or_else(|| pids.first().copied());
+                pids.retain(|p| Some(*p) != pid);
                 if let Some(pid) = pid {
                     self.watch_pid(&network, pid);
                 }
                 let instance = ObservedInstance {
                     pid,
+                    pid_file,
+                    duplicates: pids,
                     conf: std::fs::read_to_string(&paths.conf).ok(),
                     hosts: std::fs::read_to_string(&paths.hosts).ok(),
                     addn_hosts: std::fs::read_to_string(&paths.addn_hosts).ok(),
                     servers: std::fs::read_to_string(&paths.servers).ok(),
                 };
                 (network, instance)
+            })
+            .collect()
+    }
+
+    /// Rotates the instances' logs that grew past their cap (the daemon's
+    /// follower does it as they grow; `--once` runs have only their passes).
+    pub fn cap_logs(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dirs.state) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .filter_map(|p| {
+                super::logs::cap(&p, super::logs::LOG_MAX)
+                    .err()
+                    .map(|e| format!("cannot rotate {}: {e}", p.display()))
             })
             .collect()
     }
@@ -131,12 +167,18 @@ impl Supervisor {
         self.prepare_dirs()?;
         self.write(&paths.conf, &files.conf)?;
         self.write_hosts(&paths, files)?;
+        // Small again before the start is read from it.
+        super::logs::cap(&paths.log, super::logs::LOG_MAX)
+            .map_err(|e| format!("cannot rotate {}: {e}", paths.log.display()))?;
         let log = open_log(&paths.log)?;
         let log_start = log
             .metadata()
             .map_err(|e| format!("{}: {e}", paths.log.display()))?
             .len();
         let mut child = tokio::process::Command::new("dnsmasq")
+            // Its messages are matched below ("started, version", "Address
+            // already in use"): in English whatever the caller's locale.
+            .env("LC_ALL", "C")
             .arg("--keep-in-foreground")
             .arg(conf_arg(&paths))
             .stdin(std::process::Stdio::null())
@@ -176,6 +218,18 @@ impl Supervisor {
         }
         self.watch_child(network, pid, child);
         Ok(pid)
+    }
+
+    /// Records `pid` as the network's instance, once more its own.
+    pub fn write_pid_file(&self, network: &str, pid: i32) -> Result<(), String> {
+        let paths = self.dirs.instance(network);
+        if !is_our_dnsmasq(pid, &paths) {
+            return Err(format!(
+                "dnsmasq (pid {pid}) no longer runs {}",
+                paths.conf.display()
+            ));
+        }
+        self.write(&paths.pid, &format!("{pid}\n"))
     }
 
     /// Rewrites the hosts files and makes dnsmasq re-read them.
@@ -236,6 +290,7 @@ impl Supervisor {
             &paths.pid,
             &paths.leases,
             &paths.log,
+            &super::logs::rotated(&paths.log),
         ] {
             match std::fs::remove_file(path) {
                 Ok(()) => {
@@ -455,15 +510,87 @@ fn conf_arg(paths: &InstancePaths) -> String {
     format!("--conf-file={}", paths.conf.display())
 }
 
-/// The pid in the pid file, if that process is a dnsmasq running our exact
-/// configuration path (a reused pid is some other process).
-fn running_pid(paths: &InstancePaths) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(&paths.pid)
+/// The number in the pid file: only a hint of which process was recorded
+/// (a reused pid is some other process).
+fn read_pid_file(paths: &InstancePaths) -> Option<i32> {
+    std::fs::read_to_string(&paths.pid)
         .ok()?
         .trim()
         .parse()
-        .ok()?;
-    is_our_dnsmasq(pid, paths).then_some(pid)
+        .ok()
+        .filter(|pid| *pid > 0)
+}
+
+/// Every live dnsmasq whose command line names a configuration file of
+/// `run_dir` (`--conf-file=<run_dir>/<network>.conf`), by network, pids in
+/// ascending order. The children dnsmasq forks to answer DNS over TCP share
+/// the command line; they are part of their parent's instance, not more
+/// instances.
+fn scan_processes(run_dir: &Path) -> BTreeMap<String, Vec<i32>> {
+    let mut found: BTreeMap<String, Vec<(i32, Option<i32>)>> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return BTreeMap::new();
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if let Some(network) = network_of_cmdline(&cmdline, run_dir) {
+            let parent = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| parent_of_stat(&stat));
+            found.entry(network).or_default().push((pid, parent));
+        }
+    }
+    found
+        .into_iter()
+        .map(|(network, procs)| {
+            let mut pids: Vec<i32> = procs
+                .iter()
+                .filter(|(_, parent)| !procs.iter().any(|(p, _)| Some(*p) == *parent))
+                .map(|(pid, _)| *pid)
+                .collect();
+            pids.sort_unstable();
+            (network, pids)
+        })
+        .collect()
+}
+
+/// The parent pid in `/proc/<pid>/stat`: the second field after the
+/// command name, which is in parentheses and may itself hold spaces and ")".
+fn parent_of_stat(stat: &str) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The network of a dnsmasq command line (NUL-separated) that names a
+/// configuration file directly in `run_dir`.
+pub(crate) fn network_of_cmdline(cmdline: &[u8], run_dir: &Path) -> Option<String> {
+    let mut args = cmdline.split(|b| *b == 0);
+    let argv0 = args.next()?;
+    if argv0 != b"dnsmasq" && !argv0.ends_with(b"/dnsmasq") {
+        return None;
+    }
+    args.find_map(|arg| {
+        let conf = Path::new(std::str::from_utf8(arg.strip_prefix(b"--conf-file=")?).ok()?);
+        if conf.parent()? != run_dir {
+            return None;
+        }
+        let network = Dirs::network_of_conf(conf.file_name()?.to_str()?)?;
+        // The exact path the agent passes, not a look-alike.
+        let exact = format!(
+            "--conf-file={}",
+            run_dir.join(format!("{network}.conf")).display()
+        );
+        (exact.as_bytes() == arg).then(|| network.to_string())
+    })
 }
 
 fn is_our_dnsmasq(pid: i32, paths: &InstancePaths) -> bool {
@@ -548,6 +675,30 @@ mod tests {
         let reused = b"/usr/bin/sleep\0--conf-file=/run/kvmnet/dnsmasq/n.conf\0";
         assert!(!cmdline_matches(reused, arg));
         assert!(!cmdline_matches(b"", arg), "a zombie is not running");
+    }
+
+    #[test]
+    fn the_parent_pid_is_read_past_a_command_name_with_parentheses() {
+        assert_eq!(parent_of_stat("42 (dns) x) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_of_stat("garbage"), None);
+    }
+
+    #[test]
+    fn a_scanned_command_line_names_its_network_only_in_our_run_directory() {
+        let run = Path::new("/run/kvmnet/dnsmasq");
+        let ours = b"dnsmasq\0--keep-in-foreground\0--conf-file=/run/kvmnet/dnsmasq/n.conf\0";
+        assert_eq!(network_of_cmdline(ours, run).as_deref(), Some("n"));
+        for other in [
+            &b"dnsmasq\0--conf-file=/run/other/dnsmasq/n.conf\0"[..],
+            b"dnsmasq\0--conf-file=/run/kvmnet/dnsmasq/sub/n.conf\0",
+            b"dnsmasq\0--conf-file=/run/kvmnet/dnsmasq/n.conf.old\0",
+            b"dnsmasq\0--conf-file=/run/kvmnet/dnsmasq/.conf\0",
+            b"dnsmasq\0--conf-file=/run/kvmnet//dnsmasq/n.conf\0",
+            b"/usr/bin/sleep\0--conf-file=/run/kvmnet/dnsmasq/n.conf\0",
+            b"",
+        ] {
+            assert_eq!(network_of_cmdline(other, run), None, "{other:?}");
+        }
     }
 
     #[test]

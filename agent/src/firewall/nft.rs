@@ -77,8 +77,15 @@ impl Nft {
             Ok(stdout) => parse_listing(&stdout)
                 .map(Some)
                 .map_err(|detail| NftError { op, detail }),
-            Err(stderr) if stderr.contains("No such file or directory") => Ok(None),
-            Err(detail) => Err(NftError { op, detail }),
+            // nft's own "No such file or directory" (no such table), not the
+            // same words of an nft that cannot be run at all.
+            Err(RunError::Failed(stderr)) if stderr.contains("No such file or directory") => {
+                Ok(None)
+            }
+            Err(e) => Err(NftError {
+                op,
+                detail: e.to_string(),
+            }),
         }
     }
 
@@ -88,9 +95,9 @@ impl Nft {
         let op = "nft -j list chains".to_string();
         let stdout = run(&["-j", "list", "chains"], None)
             .await
-            .map_err(|detail| NftError {
+            .map_err(|e| NftError {
                 op: op.clone(),
-                detail,
+                detail: e.to_string(),
             })?;
         parse_base_chains(&stdout).map_err(|detail| NftError { op, detail })
     }
@@ -104,13 +111,35 @@ impl Nft {
         })?;
         let result = run(&["-j", "-f", "-"], Some(input.as_bytes())).await;
         self.writes.fetch_add(1, Ordering::Relaxed);
-        result.map(drop).map_err(|detail| NftError { op, detail })
+        result.map(drop).map_err(|e| NftError {
+            op,
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// Why a run of `nft` gave no output.
+#[derive(Debug)]
+enum RunError {
+    /// nft could not be run, or talked to.
+    NotRun(String),
+    /// nft ran and failed: its stderr.
+    Failed(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::NotRun(why) | RunError::Failed(why) => f.write_str(why),
+        }
     }
 }
 
 /// Runs `nft args`, feeding `stdin`; stdout, or stderr on failure.
-async fn run(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
+async fn run(args: &[&str], stdin: Option<&[u8]>) -> Result<String, RunError> {
     let mut child = Command::new("nft")
+        // Its errors are matched ("No such file or directory"): in English.
+        .env("LC_ALL", "C")
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -121,7 +150,7 @@ async fn run(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run nft (install nftables): {e}"))?;
+        .map_err(|e| RunError::NotRun(format!("cannot run nft (install nftables): {e}")))?;
     if let (Some(_), Some(pid)) = (stdin, child.id()) {
         // Only writes get input: recorded before nft can commit.
         record_writer(pid);
@@ -129,21 +158,21 @@ async fn run(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(input)
             .await
-            .map_err(|e| format!("cannot write to nft: {e}"))?;
+            .map_err(|e| RunError::NotRun(format!("cannot write to nft: {e}")))?;
     }
     let out = child
         .wait_with_output()
         .await
-        .map_err(|e| format!("cannot wait for nft: {e}"))?;
+        .map_err(|e| RunError::NotRun(format!("cannot wait for nft: {e}")))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(if stderr.is_empty() {
+        Err(RunError::Failed(if stderr.is_empty() {
             format!("nft failed ({})", out.status)
         } else {
             stderr
-        })
+        }))
     }
 }
 

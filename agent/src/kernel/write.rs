@@ -100,7 +100,9 @@ impl Netlink {
     /// joins (an MTU set afterwards sticks). The MAC given at creation does
     /// stick (the address is marked NET_ADDR_SET). If the second message
     /// fails, the bridge is deleted again (a third write) rather than left
-    /// without the alias that marks it as kvmnet's.
+    /// without the alias that marks it as kvmnet's. If the agent dies between
+    /// the two, the next pass adopts the bridge by its name, missing alias and
+    /// the network's MAC (see `is_interrupted_create` in the plan).
     pub async fn create_bridge(
         &self,
         name: &str,
@@ -158,9 +160,9 @@ impl Netlink {
         Ok(index)
     }
 
-    /// Sets IFLA_IFALIAS; an empty alias removes it. Only tests change an
-    /// alias: kvmnet sets it when it creates a link.
-    #[cfg(test)]
+    /// Sets IFLA_IFALIAS; an empty alias removes it. kvmnet marks a link
+    /// when it creates it, and a bridge whose creation it was killed in the
+    /// middle of (see [`Netlink::create_bridge`]).
     pub async fn set_alias(&self, link: LinkRef<'_>, alias: &str) -> Result<()> {
         let msg = LinkUnspec::new_with_index(link.index).alias(alias).build();
         self.change_link(format!("set alias {alias:?} on {link}"), msg)

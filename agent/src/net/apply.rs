@@ -184,6 +184,7 @@ async fn run_kernel(
         } => netlink.set_bridge(link(indexes, l)?, current, wanted).await,
         Action::SetMtu { link: l, mtu } => netlink.set_mtu(link(indexes, l)?, *mtu).await,
         Action::SetMac { link: l, mac } => netlink.set_mac(link(indexes, l)?, mac.0).await,
+        Action::SetAlias { link: l, alias } => netlink.set_alias(link(indexes, l)?, alias).await,
         Action::SetUp { link: l } => netlink.set_up(link(indexes, l)?, true).await,
         Action::SetMaster { link: l, master } => {
             netlink

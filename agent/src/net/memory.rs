@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::config::desired::DesiredState;
 use crate::kernel::Snapshot;
-use crate::net::bridged::lan::{self, LanStore, SavedLans};
+use crate::net::bridged::lan::{self, DamagedLans, LanStore, SavedLans};
 use crate::net::ports::{self, PortStore, RememberedPorts};
 
 /// What the agent remembers of the networks, as a plan reads it.
@@ -20,6 +20,9 @@ pub struct Remembered {
     pub ports: RememberedPorts,
     /// What the bridges of bridged networks carried.
     pub lans: SavedLans,
+    /// LAN records that exist but cannot be read, of networks whose bridge
+    /// does not hold the LAN now (so they cannot be learned again).
+    pub damaged_lans: DamagedLans,
 }
 
 /// One recall: the memory as read, as updated from the kernel, and what
@@ -27,6 +30,9 @@ pub struct Remembered {
 #[derive(Debug, Clone, Default)]
 pub struct Recall {
     read: Remembered,
+    /// A guest port memory that cannot be read is not overwritten: what it
+    /// held may still be recovered by hand.
+    ports_readable: bool,
     pub learned: Remembered,
     pub warnings: Vec<String>,
 }
@@ -48,24 +54,42 @@ impl Memory {
     /// Reads the memory and updates it from what `kernel` shows.
     pub fn recall(&self, desired: &DesiredState, kernel: &Snapshot) -> Recall {
         let mut warnings = Vec::new();
-        let ports = self.ports.load().unwrap_or_else(|e| {
-            warnings.push(format!(
-                "cannot read the guest port memory: {e}; guests are not re-attached to a recreated bridge"
-            ));
-            Default::default()
-        });
-        let lans = self.lans.load().unwrap_or_else(|e| {
+        let (ports, ports_readable) = match self.ports.load() {
+            Ok(ports) => (ports, true),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read the guest port memory: {e}; guests are not re-attached to a recreated bridge, \
+                     and the file is left as it is: repair or delete it"
+                ));
+                (Default::default(), false)
+            }
+        };
+        let (lans, damaged) = self.lans.load().unwrap_or_else(|e| {
             warnings.push(format!(
                 "cannot read the bridged networks' LAN records: {e}; a bridge deleted by hand does not get the host's LAN addresses back"
             ));
             Default::default()
         });
+        // Said in every report while it lasts; a record learned again from
+        // the bridge that holds the LAN replaces the damaged file.
+        warnings.extend(damaged.values().cloned());
+        let learned_lans = lan::learn(&lans, desired, kernel);
+        let damaged_lans = damaged
+            .into_iter()
+            .filter(|(name, _)| !learned_lans.contains_key(name))
+            .collect();
         let learned = Remembered {
             ports: ports::learn(&ports, desired, kernel),
-            lans: lan::learn(&lans, desired, kernel),
+            lans: learned_lans,
+            damaged_lans,
         };
         Recall {
-            read: Remembered { ports, lans },
+            read: Remembered {
+                ports,
+                lans,
+                damaged_lans: DamagedLans::new(),
+            },
+            ports_readable,
             learned,
             warnings,
         }
@@ -76,7 +100,7 @@ impl Memory {
     pub fn save(&self, recall: &Recall) -> Vec<String> {
         let mut warnings = Vec::new();
         let (read, learned) = (&recall.read, &recall.learned);
-        if learned.ports != read.ports {
+        if recall.ports_readable && learned.ports != read.ports {
             if let Err(e) = self.ports.save(&learned.ports) {
                 warnings.push(format!("cannot save the guest port memory: {e}"));
             }

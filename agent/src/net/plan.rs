@@ -45,6 +45,11 @@ pub enum Action {
         link: String,
         mac: MacAddr,
     },
+    /// Marks a link as kvmnet's (IFLA_IFALIAS).
+    SetAlias {
+        link: String,
+        alias: String,
+    },
     SetUp {
         link: String,
     },
@@ -99,6 +104,7 @@ impl fmt::Display for Action {
             ),
             Action::SetMtu { link, mtu } => write!(f, "set MTU {mtu} on {link}"),
             Action::SetMac { link, mac } => write!(f, "set MAC {mac} on {link}"),
+            Action::SetAlias { link, alias } => write!(f, "set alias {alias:?} on {link}"),
             Action::SetUp { link } => write!(f, "bring {link} up"),
             Action::SetMaster { link, master } => write!(f, "enslave {link} to {master}"),
             Action::DeleteLink { link } => write!(f, "delete link {link}"),
@@ -393,6 +399,24 @@ impl Planner<'_> {
                     ));
                     return;
                 }
+                None if is_interrupted_create(net, &link) => {
+                    self.changed(
+                        name,
+                        Resource::Bridge,
+                        &net.bridge,
+                        "alias",
+                        owner_alias(name),
+                        "none".into(),
+                    );
+                    self.step(
+                        Some(name),
+                        Action::SetAlias {
+                            link: net.bridge.clone(),
+                            alias: owner_alias(name),
+                        },
+                    );
+                    Some(link)
+                }
                 None => {
                     let kind = link.kind.as_deref().unwrap_or("device");
                     self.fail(name, format!(
@@ -510,6 +534,13 @@ impl Planner<'_> {
                 None => self.snapshot().clone(),
             };
             let d = view.link_by_index(d.index).cloned().unwrap_or(d);
+            if let Some(damage) = self.remembered.damaged_lans.get(name) {
+                // Taking over without it would leave the host off its LAN.
+                return self.fail(name, format!(
+                    "{damage}; kvmnet does not take {uplink} over without it, as the host's LAN addresses and routes would be lost: \
+                     restore the record (or delete it to take {uplink} over as it is now)"
+                ));
+            }
             let saved = self.remembered.lans.get(name);
             match takeover::take_over(net, &view, &d, saved) {
                 Ok(t) => {
@@ -872,6 +903,18 @@ fn route_object(destination: IpNet, gateway: Option<IpAddr>, link: Option<&str>)
         s.push_str(&format!(" dev {link}"));
     }
     s
+}
+
+/// A bridge kvmnet created and could not mark before it was killed: the
+/// kernel takes no IFLA_IFALIAS in the request that creates a link, so the
+/// alias is a second write. Such a bridge has the network's bridge name, no
+/// alias at all, and the MAC kvmnet derives for that network (given in the
+/// creating request); it is adopted rather than disowned. A bridge someone
+/// else made has another MAC (the kernel's random one, or its first port's).
+fn is_interrupted_create(net: &DesiredNetwork, link: &Link) -> bool {
+    link.kind.as_deref() == Some("bridge")
+        && link.alias.as_deref().is_none_or(str::is_empty)
+        && link.mac == Some(net.mac.0)
 }
 
 fn on_off(b: bool) -> String {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::core::StepResult;
 use crate::dnsmasq::leasediff::DhcpUsage;
@@ -40,6 +40,11 @@ pub struct Metrics {
     config_errors: u64,
     /// network → unexpected dnsmasq exits.
     dnsmasq_exits: BTreeMap<String, u64>,
+    /// When the daemon's last pass ended, and why it made no report if it
+    /// made none (config directory unreadable, refused, kernel error).
+    last_attempt: Option<(Instant, Option<String>)>,
+    /// The loop counts as stuck when no pass ends for this long.
+    stale_after: Option<Duration>,
     /// network → leases and pool use at the last pass (gauges: networks
     /// gone from the files go with them).
     dhcp: BTreeMap<String, DhcpUsage>,
@@ -79,6 +84,13 @@ impl Metrics {
                 *self.repairs.entry((name.clone(), result)).or_default() += 1;
             }
         }
+        // A removed network is reported once, then its series go.
+        let known =
+            |name: &String| name.is_empty() || report.networks.iter().any(|n| n.name == *name);
+        self.drift.retain(|(name, _), _| known(name));
+        self.repairs.retain(|(name, _), _| known(name));
+        self.dnsmasq_exits.retain(|name, _| known(name));
+        self.last_attempt = Some((Instant::now(), None));
         self.states.clear();
         for n in &report.networks {
             *self.states.entry(state_label(n.state)).or_default() += 1;
@@ -105,12 +117,38 @@ impl Metrics {
         *self.dnsmasq_exits.entry(network.to_string()).or_default() += 1;
     }
 
-    /// Whether the last pass converged (for `/healthz`).
-    pub fn healthy(&self) -> Result<(), String> {
-        match self.last_result {
+    /// A pass that ended without a report: `why`.
+    pub fn pass_failed(&mut self, why: String) {
+        self.last_attempt = Some((Instant::now(), Some(why)));
+    }
+
+    /// `/healthz` then fails when no pass has ended for `after`.
+    pub fn set_stale_after(&mut self, after: Duration) {
+        self.stale_after = Some(after);
+    }
+
+    /// Liveness (`/healthz`): the loop runs passes and they make reports. A
+    /// network that fails (a typo in one file) is not the agent's ill health.
+    pub fn alive(&self) -> Result<(), String> {
+        match &self.last_attempt {
             None => Err("no pass has completed yet".into()),
-            Some("converged") => Ok(()),
-            Some(other) => Err(format!("last pass: {other}")),
+            Some((_, Some(why))) => Err(format!("last pass failed: {why}")),
+            Some((at, None)) => match self.stale_after {
+                Some(after) if at.elapsed() > after => {
+                    Err(format!("no pass has ended for {}s", at.elapsed().as_secs()))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Readiness (`/readyz`): the last pass converged.
+    pub fn ready(&self) -> Result<(), String> {
+        match (&self.last_attempt, self.last_result) {
+            (_, None) => Err("no pass has completed yet".into()),
+            (Some((_, Some(why))), _) => Err(format!("last pass failed: {why}")),
+            (_, Some("converged")) => Ok(()),
+            (_, Some(other)) => Err(format!("last pass: {other}")),
         }
     }
 
@@ -372,7 +410,59 @@ mod tests {
             text.contains("kvmnet_networks{state=\"removed\"} 1\n"),
             "{text}"
         );
-        assert!(m.healthy().is_ok());
+        assert!(m.alive().is_ok());
+        assert!(m.ready().is_ok());
+
+        // "n" was reported removed; a pass that no longer knows it drops it.
+        let later = PassReport::build(
+            PassKind::Converge,
+            &DesiredState::default(),
+            &Plan::default(),
+            &[],
+            Some(&Plan::default()),
+            0,
+        );
+        m.dnsmasq_exited("n");
+        m.record(&later, Duration::from_millis(3));
+        let text = m.render();
+        assert!(!text.contains("network=\"n\""), "{text}");
+    }
+
+    #[test]
+    fn health_is_the_loop_passing_readiness_is_convergence() {
+        let mut m = Metrics::default();
+        assert!(m.alive().is_err() && m.ready().is_err(), "before any pass");
+        let failing = Plan {
+            failures: vec![crate::core::Failure {
+                network: "n".into(),
+                message: "typo".into(),
+            }],
+            ..Plan::default()
+        };
+        let desired = crate::testutil::desired(
+            "[networks.n]\nmode = \"nat\"\n[[networks.n.ip]]\naddress = \"192.168.50.1/24\"\n",
+        );
+        let report = PassReport::build(
+            PassKind::Converge,
+            &desired,
+            &failing,
+            &[],
+            Some(&failing),
+            0,
+        );
+        m.record(&report, Duration::from_millis(3));
+        assert!(m.alive().is_ok(), "one failed network is not ill health");
+        assert!(m.ready().unwrap_err().contains("failed"));
+        m.pass_failed("cannot read config directory".into());
+        assert!(m
+            .alive()
+            .unwrap_err()
+            .contains("cannot read config directory"));
+        assert!(m.ready().is_err());
+        m.record(&report, Duration::from_millis(3));
+        m.set_stale_after(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(m.alive().unwrap_err().contains("no pass has ended"));
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct SavedLan {
 
 pub type SavedLans = BTreeMap<String, SavedLan>;
 
+/// Records that exist but cannot be read or parsed: network → why. Never
+/// taken as "no record": the take-over they would guide is refused.
+pub type DamagedLans = BTreeMap<String, String>;
+
 /// The records after observing `snapshot` (see the module documentation).
 pub fn learn(saved: &SavedLans, desired: &DesiredState, snapshot: &Snapshot) -> SavedLans {
     let mut learned: SavedLans = saved
@@ -76,11 +80,13 @@ impl LanStore {
         }
     }
 
-    pub fn load(&self) -> io::Result<SavedLans> {
+    /// The records, and those that are damaged.
+    pub fn load(&self) -> io::Result<(SavedLans, DamagedLans)> {
         let mut saved = SavedLans::new();
+        let mut damaged = DamagedLans::new();
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(saved),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((saved, damaged)),
             Err(e) => return Err(context(e, "read", &self.dir)),
         };
         for entry in entries {
@@ -92,16 +98,27 @@ impl LanStore {
             else {
                 continue;
             };
-            let bytes = std::fs::read(&path).map_err(|e| context(e, "read", &path))?;
-            let lan = serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
-            saved.insert(name.to_string(), lan);
+            let parsed = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(lan) => {
+                    saved.insert(name.to_string(), lan);
+                }
+                Err(e) => {
+                    let previous = self.previous(name);
+                    let hint = match previous.exists() {
+                        true => format!("; its previous version is {}", previous.display()),
+                        false => String::new(),
+                    };
+                    damaged.insert(
+                        name.to_string(),
+                        format!("the LAN record {} is damaged ({e}){hint}", path.display()),
+                    );
+                }
+            }
         }
-        Ok(saved)
+        Ok((saved, damaged))
     }
 
     /// Writes the records that differ from `old` and deletes those gone.
@@ -109,17 +126,26 @@ impl LanStore {
         for (name, lan) in new {
             if old.get(name) != Some(lan) {
                 let path = self.path(name);
+                // The version replaced is kept: if the new one is ever
+                // damaged, what the host had is still written down. Only a
+                // good one: a damaged file never replaces it.
+                if old.contains_key(name) {
+                    let previous = self.previous(name);
+                    std::fs::copy(&path, &previous)
+                        .map_err(|e| context(e, "keep the previous version as", &previous))?;
+                }
                 let text = serde_json::to_vec_pretty(lan).expect("a LAN record serializes");
                 write_atomic(&path, &text, PRIVATE).map_err(|e| context(e, "write", &path))?;
             }
         }
         for name in old.keys().filter(|n| !new.contains_key(*n)) {
-            let path = self.path(name);
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(context(e, "remove", &path))
+            for path in [self.path(name), self.previous(name)] {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(context(e, "remove", &path))
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         Ok(())
@@ -127,6 +153,10 @@ impl LanStore {
 
     fn path(&self, network: &str) -> PathBuf {
         self.dir.join(format!("{network}.json"))
+    }
+
+    fn previous(&self, network: &str) -> PathBuf {
+        self.dir.join(format!("{network}.json.prev"))
     }
 }
 
@@ -223,11 +253,34 @@ mod tests {
     fn store_writes_changes_and_removes_records() {
         let dir = tempfile::tempdir().unwrap();
         let store = LanStore::new(dir.path());
-        assert!(store.load().unwrap().is_empty());
+        assert_eq!(store.load().unwrap(), Default::default());
         let lans = learn(&SavedLans::new(), &desired(LAN), &taken_over());
         store.save(&SavedLans::new(), &lans).unwrap();
-        assert_eq!(store.load().unwrap(), lans);
+        assert_eq!(store.load().unwrap(), (lans.clone(), DamagedLans::new()));
         store.save(&lans, &SavedLans::new()).unwrap();
-        assert!(store.load().unwrap().is_empty());
+        assert_eq!(store.load().unwrap(), Default::default());
+    }
+
+    #[test]
+    fn a_damaged_record_is_reported_not_taken_as_none_and_its_previous_version_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LanStore::new(dir.path());
+        let first = learn(&SavedLans::new(), &desired(LAN), &taken_over());
+        store.save(&SavedLans::new(), &first).unwrap();
+        let mut second = first.clone();
+        second.get_mut("lan").unwrap().addresses.clear();
+        store.save(&first, &second).unwrap();
+        let previous = dir.path().join("lan/lan.json.prev");
+        let kept: SavedLan = serde_json::from_slice(&std::fs::read(&previous).unwrap()).unwrap();
+        assert_eq!(kept, first["lan"]);
+
+        std::fs::write(dir.path().join("lan/lan.json"), "{\"uplink\": ").unwrap();
+        let (saved, damaged) = store.load().unwrap();
+        assert!(saved.is_empty());
+        assert!(
+            damaged["lan"].contains("lan.json is damaged")
+                && damaged["lan"].contains(&previous.display().to_string()),
+            "{damaged:?}"
+        );
     }
 }

@@ -126,6 +126,14 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
                     .unwrap()
                     .mac = Some(mac.0)
             }
+            Action::SetAlias { link, alias } => {
+                o.kernel
+                    .links
+                    .iter_mut()
+                    .find(|l| l.name == *link)
+                    .unwrap()
+                    .alias = Some(alias.clone())
+            }
             Action::SetUp { link } => {
                 o.kernel
                     .links
@@ -487,6 +495,34 @@ fn nothing_is_pruned_while_a_file_is_rejected() {
 }
 
 #[test]
+fn a_bridge_created_but_not_yet_marked_is_adopted_by_its_mac() {
+    let d = desired(NAT);
+    let (_, converged) = in_sync(NAT);
+    let ours = converged.kernel.link_by_name("virbr-n").unwrap().clone();
+    let mut o = converged.clone();
+    o.kernel.links.retain(|l| l.name != "virbr-n");
+    o.kernel.links.push(Link {
+        alias: None,
+        ..ours.clone()
+    });
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+    assert_eq!(actions(&p), ["set alias \"kvmnet:n\" on virbr-n"]);
+
+    // Another MAC: somebody else's bridge, never taken.
+    let mut foreign = converged;
+    foreign.kernel.links.retain(|l| l.name != "virbr-n");
+    foreign.kernel.links.push(Link {
+        alias: None,
+        mac: Some([0x02, 0, 0, 0, 0, 1]),
+        ..ours
+    });
+    let p = plan(&d, &foreign, PRUNE);
+    assert!(p.failures[0].message.contains("kvmnet does not own"));
+    assert!(p.steps.is_empty());
+}
+
+#[test]
 fn foreign_link_with_the_bridge_name_fails_that_network_only() {
     let two = format!("{NAT}\n[networks.m]\nmode = \"isolated\"\n[[networks.m.ip]]\naddress = \"192.168.20.1/24\"\n");
     let d = desired(&two);
@@ -736,6 +772,25 @@ fn bridged_refuses_dynamic_addresses_unless_told() {
     let moving = desired(&BRIDGED.replace("stp = false", "stp = false, move_dynamic = true"));
     let p = plan(&moving, &o, PRUNE);
     assert!(p.failures.is_empty(), "{:?}", p.failures);
+}
+
+#[test]
+fn bridged_take_over_is_refused_while_its_lan_record_is_damaged() {
+    let d = desired(BRIDGED);
+    let network = d.networks.keys().next().unwrap();
+    let mut m = Remembered::default();
+    m.damaged_lans.insert(
+        network.clone(),
+        "the LAN record /var/lib/kvmnet/lan/lan.json is damaged (EOF)".into(),
+    );
+    let p = super::plan(&d, &host(), &m, PRUNE);
+    assert!(p.steps.is_empty(), "{:?}", actions(&p));
+    assert!(
+        p.failures[0].message.contains("is damaged")
+            && p.failures[0].message.contains("does not take eno1 over"),
+        "{:?}",
+        p.failures
+    );
 }
 
 #[test]
