@@ -151,6 +151,23 @@ pub enum Command {
         /// Only this network.
         network: Option<String>,
     },
+    /// Print a network file equivalent to libvirt networks (`virsh
+    /// net-dumpxml` output), one network per input. What cannot be carried
+    /// over exactly is refused with its XML path; exit 1 then, printing
+    /// nothing.
+    ImportLibvirt {
+        /// XML files; `-` or none reads stdin.
+        files: Vec<PathBuf>,
+        /// Every network of `virsh net-list --all`, through `virsh net-dumpxml`.
+        #[arg(long)]
+        all: bool,
+        /// Drop what cannot be carried over, with a warning, instead of refusing.
+        #[arg(long)]
+        lossy: bool,
+        /// Format of the printed file.
+        #[arg(long, value_enum, default_value_t = FileFormat::Toml)]
+        format: FileFormat,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -206,6 +223,17 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Some(Command::Show { network }) => block_on(show_command(&cli.global, network.as_deref())),
         Some(Command::Leases { network }) => leases_command(&cli.global, network.as_deref()),
+        Some(Command::ImportLibvirt {
+            files,
+            all,
+            lossy,
+            format,
+        }) => crate::import::run(&crate::import::ImportOptions {
+            inputs: files,
+            all,
+            lossy,
+            format: format.into(),
+        }),
         None => {
             let color = cli.color.enabled(
                 std::env::var_os("NO_COLOR").as_deref(),

@@ -13,6 +13,7 @@
 //! - [`report`]: pass reports, `show`, metrics.
 //! - [`reconcile`]: one pass over the three subsystems.
 //! - [`daemon`]: the control loop, its triggers and HTTP endpoint.
+//! - [`import`]: libvirt's network XML to network files (import-libvirt).
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -21,6 +22,7 @@ pub(crate) mod core;
 pub(crate) mod daemon;
 pub(crate) mod dnsmasq;
 pub(crate) mod firewall;
+pub(crate) mod import;
 pub(crate) mod kernel;
 pub(crate) mod net;
 pub(crate) mod reconcile;

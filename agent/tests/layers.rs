@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["net", "firewall", "dnsmasq"],
     &["report"],
     &["reconcile"],
-    &["daemon"],
+    &["daemon", "import"],
     &["cli"],
 ];
 

@@ -11,12 +11,18 @@ pub struct DhcpLease {
     /// The default route offered, if any.
     pub router: Option<String>,
     pub dns: Option<String>,
+    /// Lease time in seconds.
+    pub lease: Option<String>,
+    /// The boot file (PXE) and the server to fetch it from (siaddr).
+    pub boot_file: Option<String>,
+    pub next_server: Option<String>,
 }
 
 /// Script for udhcpc: prints the lease it got instead of configuring the
 /// interface (the test applies what it needs).
-const SCRIPT: &str =
-    "#!/bin/sh\n[ \"$1\" = bound ] && echo \"lease ip=$ip router=$router dns=$dns\"\nexit 0\n";
+const SCRIPT: &str = "#!/bin/sh\n[ \"$1\" = bound ] && \
+     echo \"lease ip=$ip router=$router dns=$dns lease=$lease boot_file=$boot_file siaddr=$siaddr\"\n\
+     exit 0\n";
 
 /// Asks for a lease on `ifname` in `vm` (`request`: the address to ask for,
 /// as a guest renewing after a reboot does). `None` when no server answered
@@ -49,6 +55,9 @@ pub fn dhcp_lease(vm: &Netns, ifname: &str, request: Option<&str>) -> Option<Dhc
         ip: field("ip")?,
         router: field("router"),
         dns: field("dns"),
+        lease: field("lease"),
+        boot_file: field("boot_file"),
+        next_server: field("siaddr"),
     })
 }
 

@@ -137,8 +137,32 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Gives programs run in the namespace their own /etc/resolv.conf:
+    /// `ip netns exec` binds `/etc/netns/<ns>/resolv.conf` over it. Removed
+    /// with the namespace.
+    #[track_caller]
+    pub fn set_resolv_conf(&self, text: &str) {
+        let dir = etc_dir(&self.name);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let path = dir.join("resolv.conf");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+/// The per-namespace /etc of `ip netns exec`.
+fn etc_dir(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/etc/netns").join(name)
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
+        match std::fs::remove_dir_all(etc_dir(&self.name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                eprintln!("warning: cannot remove /etc/netns/{}: {e}", self.name);
+            }
+            _ => {}
+        }
         // Never panic here: this often runs while a failed test unwinds.
         if let Err(e) = destroy(&self.name) {
             eprintln!(

@@ -69,6 +69,21 @@ pub struct Network {
     /// bridge (mode bridge with uplink); it failing rolls the move back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeConfig>,
+    /// Settings of the network's dnsmasq that kvmnet does not model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnsmasq: Option<DnsmasqConfig>,
+}
+
+/// The escape hatch to dnsmasq, like libvirt's `<dnsmasq:options>`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsmasqConfig {
+    /// Raw dnsmasq configuration lines ("option" or "option=value"),
+    /// appended to the generated configuration. Unsupported territory: kvmnet
+    /// neither checks what they do nor reports their drift beyond a restart.
+    /// Options kvmnet sets itself are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
 }
 
 /// Connectivity probe of a bridged network: an ARP request from the bridge
@@ -223,9 +238,19 @@ fn default_true() -> bool {
 pub struct IpConfig {
     /// The bridge's address with the subnet's prefix length, e.g. "192.168.10.1/24".
     pub address: Cidr,
-    /// DHCP service on this subnet.
+    /// DHCP service on this subnet. An IPv6 subnet without it still gets
+    /// router advertisements: guests configure addresses by SLAAC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dhcp: Option<DhcpConfig>,
+    /// Answer reverse (PTR) queries for this subnet locally, never forwarding
+    /// them (libvirt's localPtr). The prefix must end on an octet (IPv4) or a
+    /// nibble (IPv6).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub local_ptr: bool,
+    /// Serve this directory by TFTP on this subnet's address (IPv4 only),
+    /// e.g. for PXE boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tftp_root: Option<String>,
 }
 
 /// DHCP on one subnet.
@@ -248,6 +273,9 @@ pub struct DhcpConfig {
     /// them as drift only. Default true.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub release_stale: bool,
+    /// The boot file DHCP offers (PXE), IPv4 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootp: Option<BootpConfig>,
 }
 
 impl Default for DhcpConfig {
@@ -257,8 +285,24 @@ impl Default for DhcpConfig {
             hosts: Vec::new(),
             lease: None,
             release_stale: true,
+            bootp: None,
         }
     }
+}
+
+/// The boot file of a PXE boot and the server that serves it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootpConfig {
+    /// File name, e.g. "pxelinux.0".
+    pub file: String,
+    /// TFTP server of the file. Default: this host (the subnet's address).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_opt_ip"
+    )]
+    pub server: Option<IpAddr>,
 }
 
 /// A range of addresses, both ends included.
@@ -275,7 +319,7 @@ pub struct DhcpRange {
     pub end: IpAddr,
 }
 
-/// A static DHCP reservation, matched by MAC (IPv4) or name.
+/// A static DHCP reservation, matched by MAC (IPv4), DUID (IPv6) or name.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DhcpHost {
@@ -283,14 +327,21 @@ pub struct DhcpHost {
     /// YAML: unquoted, 52:54:00:12:34:56 is a number in YAML 1.1 tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
+    /// DHCPv6 client DUID, hex octets separated by colons, e.g.
+    /// "00:01:00:01:2c:3d:4e:5f:52:54:00:00:50:10" (IPv6 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duid: Option<String>,
     /// The guest's host name: matched against the name a client sends
-    /// (IPv6 reservations need it) and served by the network's DNS.
+    /// (IPv6 reservations need it or a DUID) and served by the network's DNS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The reserved address, inside the subnet.
     #[serde(deserialize_with = "de_ip")]
     #[schemars(schema_with = "ip_schema")]
     pub ip: IpAddr,
+    /// Lease time of this host. Default: the subnet's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseTime>,
 }
 
 /// The DNS service of a network.
@@ -300,17 +351,69 @@ pub struct DnsConfig {
     /// Serve DNS on the bridge (default true). DHCP keeps working without it.
     #[serde(default = "default_true")]
     pub enable: bool,
-    /// Local domain: guests' names resolve as NAME.DOMAIN; queries for it are
-    /// never forwarded.
+    /// Local domain: guests' names resolve as NAME.DOMAIN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    /// Upstream servers: "IP", "IP#PORT" or "/DOMAIN/IP" (dnsmasq's syntax).
-    /// Default: the host's resolv.conf.
+    /// Queries in the domain that no guest or host of the network answers
+    /// get NXDOMAIN instead of being forwarded upstream (default true;
+    /// libvirt's default is false).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub local_only: bool,
+    /// Forward names without a dot upstream (default true). false is
+    /// dnsmasq's domain-needed (libvirt's forwardPlainNames='no').
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub forward_plain_names: bool,
+    /// Upstream servers: "IP", "IP#PORT", "/DOMAIN/IP" for one domain, or
+    /// "/DOMAIN/#" to send that domain to the default servers (dnsmasq's
+    /// syntax). Servers for every domain replace the host's resolv.conf;
+    /// per-domain ones are added to it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forwarders: Vec<Forwarder>,
     /// Extra names served by this network's DNS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<DnsHost>,
+    /// SRV records served by this network's DNS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub srv: Vec<SrvRecord>,
+    /// TXT records served by this network's DNS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub txt: Vec<TxtRecord>,
+}
+
+/// An SRV record: `_SERVICE._PROTOCOL[.DOMAIN]` pointing at a target.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SrvRecord {
+    /// Service name without the underscore, e.g. "ldap".
+    pub service: String,
+    /// tcp or udp.
+    pub protocol: Proto,
+    /// Domain of the record. Default: the network's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Host providing the service; "." says the service is not offered.
+    /// Without it, the record says so too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Port of the service (needs a target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Priority, lower first (needs a port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
+    /// Weight among equal priorities (needs a priority).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+}
+
+/// A TXT record.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TxtRecord {
+    /// The DNS name the record is served for.
+    pub name: String,
+    /// Printable text without double quotes or backslashes.
+    pub value: String,
 }
 
 impl Default for DnsConfig {
@@ -318,8 +421,12 @@ impl Default for DnsConfig {
         DnsConfig {
             enable: true,
             domain: None,
+            local_only: true,
+            forward_plain_names: true,
             forwarders: Vec::new(),
             hosts: Vec::new(),
+            srv: Vec::new(),
+            txt: Vec::new(),
         }
     }
 }
@@ -680,12 +787,14 @@ string_type!(
     concat!("^(?:infinite|", duration_re!(), ")$")
 );
 
-/// An upstream DNS server in dnsmasq's `server=` syntax: `IP`, `IP#PORT`, or
-/// `/DOMAIN/IP[#PORT]` for one domain only.
+/// An upstream DNS server in dnsmasq's `server=` syntax: `IP`, `IP#PORT`,
+/// `/DOMAIN/IP[#PORT]` for one domain only, or `/DOMAIN/#` for one domain
+/// sent to the default servers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Forwarder {
     pub domain: Option<String>,
-    pub addr: IpAddr,
+    /// None: the default servers (`#`), only with a domain.
+    pub addr: Option<IpAddr>,
     pub port: Option<u16>,
 }
 
@@ -694,7 +803,7 @@ impl FromStr for Forwarder {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "invalid DNS forwarder {s:?}: expected \"IP\", \"IP#PORT\" or \"/DOMAIN/IP\" like \"9.9.9.9\" or \"/corp.example/10.0.0.53\""
+                "invalid DNS forwarder {s:?}: expected \"IP\", \"IP#PORT\", \"/DOMAIN/IP\" or \"/DOMAIN/#\" like \"9.9.9.9\" or \"/corp.example/10.0.0.53\""
             )
         };
         let (domain, server) = match s.strip_prefix('/') {
@@ -707,13 +816,20 @@ impl FromStr for Forwarder {
             }
             None => (None, s),
         };
+        if server == "#" && domain.is_some() {
+            return Ok(Forwarder {
+                domain,
+                addr: None,
+                port: None,
+            });
+        }
         let (addr, port) = match server.split_once('#') {
             Some((addr, port)) => (addr, Some(port.parse().map_err(|_| bad())?)),
             None => (server, None),
         };
         Ok(Forwarder {
             domain,
-            addr: addr.parse().map_err(|_| bad())?,
+            addr: Some(addr.parse().map_err(|_| bad())?),
             port,
         })
     }
@@ -724,7 +840,10 @@ impl fmt::Display for Forwarder {
         if let Some(domain) = &self.domain {
             write!(f, "/{domain}/")?;
         }
-        write!(f, "{}", self.addr)?;
+        match self.addr {
+            Some(addr) => write!(f, "{addr}")?,
+            None => f.write_str("#")?,
+        }
         if let Some(port) = self.port {
             write!(f, "#{port}")?;
         }
@@ -735,14 +854,14 @@ impl fmt::Display for Forwarder {
 string_type!(
     Forwarder,
     "Forwarder",
-    "An upstream DNS server: IP, IP#PORT or /DOMAIN/IP",
+    "An upstream DNS server: IP, IP#PORT, /DOMAIN/IP or /DOMAIN/#",
     "a DNS server like \"9.9.9.9\"",
     concat!(
-        "^(?:/[^/]+/)?(?:",
+        "^(?:/[^/]+/#|(?:/[^/]+/)?(?:",
         ipv4_re!(),
         "|",
         ipv6_re!(),
-        ")(?:#[0-9]{1,5})?$"
+        ")(?:#[0-9]{1,5})?)$"
     )
 );
 
@@ -962,6 +1081,10 @@ mod tests {
         assert_eq!(f.port, Some(5353));
         assert_eq!(f.to_string(), "/corp.example/10.0.0.53#5353");
         assert!("//1.1.1.1".parse::<Forwarder>().is_err());
+        let default: Forwarder = "/lan.example/#".parse().unwrap();
+        assert_eq!(default.addr, None);
+        assert_eq!(default.to_string(), "/lan.example/#");
+        assert!("#".parse::<Forwarder>().is_err());
         assert!("dns.google".parse::<Forwarder>().is_err());
     }
 

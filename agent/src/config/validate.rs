@@ -15,7 +15,8 @@ use crate::config::diagnostic::Diagnostic;
 use crate::config::load::{FileLoad, ParsedFile};
 use crate::config::locate::{KeyPath, Target};
 use crate::config::model::{
-    DhcpConfig, IpConfig, LeaseTime, Mode, Network, PortForward, PortRange, Proto,
+    BootpConfig, DhcpConfig, IpConfig, LeaseTime, Mode, Network, PortForward, PortRange, Proto,
+    SrvRecord, TxtRecord,
 };
 
 /// The longest network name: it appears in link aliases, file names and
@@ -155,6 +156,10 @@ fn check_network(r: &mut Reporter, name: &str, net: &Network) {
         check_port_forward(r, &at.key("port_forwards").index(i), net, pf);
     }
     check_forwards_overlap(r, &at, net);
+    check_dual_stack_hosts(r, &at, net);
+    if let Some(dnsmasq) = &net.dnsmasq {
+        check_dnsmasq_options(r, &at.key("dnsmasq").key("options"), &dnsmasq.options);
+    }
     if let Some(nat) = &net.nat {
         if nat.ipv6 && !net.ip.iter().any(|ip| ip.address.0.addr().is_ipv6()) {
             r.error(
@@ -492,6 +497,33 @@ fn check_ip(r: &mut Reporter, at: &KeyPath, ip: &IpConfig) {
     if let Some(dhcp) = &ip.dhcp {
         check_dhcp(r, &at.key("dhcp"), cidr, dhcp);
     }
+    let boundary = if addr.is_ipv4() { 8 } else { 4 };
+    if ip.local_ptr && cidr.prefix_len() % boundary != 0 {
+        r.error(
+            &at.key("local_ptr"),
+            Target::Value,
+            format!(
+                "the reverse zone of /{} is not a DNS zone: the prefix must be a multiple of {boundary}",
+                cidr.prefix_len()
+            ),
+        );
+    }
+    if let Some(root) = &ip.tftp_root {
+        if addr.is_ipv6() {
+            r.error(
+                &at.key("tftp_root"),
+                Target::Key,
+                "TFTP is served on IPv4 subnets only",
+            );
+        }
+        if !root.starts_with('/') || root.contains([',', '\n', '\r', '\0']) {
+            r.error(
+                &at.key("tftp_root"),
+                Target::Value,
+                format!("TFTP root {root:?} is not an absolute path on one line without commas"),
+            );
+        }
+    }
 }
 
 fn is_link_local(addr: IpAddr) -> bool {
@@ -531,6 +563,9 @@ fn check_in_subnet(r: &mut Reporter, at: &KeyPath, what: &str, addr: IpAddr, cid
 
 fn check_dhcp(r: &mut Reporter, at: &KeyPath, cidr: IpNet, dhcp: &DhcpConfig) {
     let bridge_addr = cidr.addr();
+    if let Some(bootp) = &dhcp.bootp {
+        check_bootp(r, &at.key("bootp"), cidr, bootp);
+    }
     if dhcp.ranges.is_empty() && dhcp.hosts.is_empty() {
         r.error(
             at,
@@ -600,7 +635,7 @@ fn check_dhcp(r: &mut Reporter, at: &KeyPath, cidr: IpNet, dhcp: &DhcpConfig) {
                 format!("DHCP host address {} is the bridge's own address", host.ip),
             );
         }
-        if host.mac.is_none() && host.name.is_none() {
+        if host.mac.is_none() && host.name.is_none() && host.duid.is_none() {
             r.error(
                 &hat,
                 Target::Value,
@@ -608,10 +643,30 @@ fn check_dhcp(r: &mut Reporter, at: &KeyPath, cidr: IpNet, dhcp: &DhcpConfig) {
             )
             .hint("add mac = \"52:54:00:...\" (IPv4) or name = \"...\"");
         }
-        if host.ip.is_ipv6() && host.name.is_none() {
-            r.error(&hat, Target::Value, "an IPv6 DHCP host needs a name")
-                .hint("DHCPv6 clients are matched by name; their MAC is not part of DHCPv6");
+        if host.ip.is_ipv6() && host.name.is_none() && host.duid.is_none() {
+            r.error(
+                &hat,
+                Target::Value,
+                "an IPv6 DHCP host needs a name or a duid",
+            )
+            .hint("DHCPv6 clients are matched by name or DUID; their MAC is not part of DHCPv6");
         }
+        if let Some(duid) = &host.duid {
+            if host.ip.is_ipv4() {
+                r.error(
+                    &hat.key("duid"),
+                    Target::Key,
+                    "a DUID identifies DHCPv6 clients: an IPv4 host is matched by mac",
+                );
+            } else if let Err(why) = check_duid(duid) {
+                r.error(
+                    &hat.key("duid"),
+                    Target::Value,
+                    format!("invalid DUID {duid:?}: {why}"),
+                );
+            }
+        }
+        check_lease(r, &hat.key("lease"), host.lease);
         if let Some(mac) = host.mac {
             if mac.is_multicast() || mac.is_zero() {
                 r.error(
@@ -656,10 +711,15 @@ fn check_dhcp(r: &mut Reporter, at: &KeyPath, cidr: IpNet, dhcp: &DhcpConfig) {
         }
     }
 
-    if let Some(LeaseTime::Finite(d)) = dhcp.lease {
+    check_lease(r, &at.key("lease"), dhcp.lease);
+}
+
+/// dnsmasq raises any shorter lease to 2m, so a shorter one would be a lie.
+fn check_lease(r: &mut Reporter, at: &KeyPath, lease: Option<LeaseTime>) {
+    if let Some(LeaseTime::Finite(d)) = lease {
         if d.as_secs() < MIN_LEASE_SECS {
             r.error(
-                &at.key("lease"),
+                at,
                 Target::Value,
                 format!(
                     "lease time {} is shorter than dnsmasq's minimum of 2m",
@@ -667,6 +727,143 @@ fn check_dhcp(r: &mut Reporter, at: &KeyPath, cidr: IpNet, dhcp: &DhcpConfig) {
                 ),
             )
             .hint("a lease of at least 2m, e.g. \"1h\", or \"infinite\"");
+        }
+    }
+}
+
+fn check_bootp(r: &mut Reporter, at: &KeyPath, cidr: IpNet, bootp: &BootpConfig) {
+    if cidr.addr().is_ipv6() {
+        r.error(
+            at,
+            Target::Key,
+            "a boot file is offered on IPv4 subnets only",
+        );
+    }
+    if bootp.file.is_empty() || bootp.file.contains([',', '\n', '\r', '\0']) {
+        r.error(
+            &at.key("file"),
+            Target::Value,
+            format!(
+                "boot file {:?} must be a non-empty name without commas",
+                bootp.file
+            ),
+        );
+    }
+    if let Some(server) = bootp.server {
+        if !server.is_ipv4() || server.is_unspecified() || server.is_multicast() {
+            r.error(
+                &at.key("server"),
+                Target::Value,
+                format!("{server} cannot be a TFTP server: a unicast IPv4 address is expected"),
+            );
+        }
+    }
+}
+
+/// A DUID: 2 to 130 octets of one or two hex digits, separated by colons.
+fn check_duid(duid: &str) -> Result<(), String> {
+    let octets: Vec<&str> = duid.split(':').collect();
+    if !(2..=130).contains(&octets.len()) {
+        return Err("a DUID has 2 to 130 octets".into());
+    }
+    if let Some(bad) = octets
+        .iter()
+        .find(|o| !(1..=2).contains(&o.len()) || !o.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(format!("{bad:?} is not a hex octet"));
+    }
+    Ok(())
+}
+
+/// A name reserved in an IPv4 and an IPv6 subnet is one guest with one line
+/// in dnsmasq's hosts file, and so one lease time.
+fn check_dual_stack_hosts(r: &mut Reporter, at: &KeyPath, net: &Network) {
+    let mut leases: HashMap<String, (usize, usize, Option<LeaseTime>)> = HashMap::new();
+    for (i, ip) in net.ip.iter().enumerate() {
+        let Some(dhcp) = &ip.dhcp else { continue };
+        for (j, host) in dhcp.hosts.iter().enumerate() {
+            let Some(name) = &host.name else { continue };
+            match leases.get(&name.to_ascii_lowercase()) {
+                Some(&(fi, fj, lease)) if lease != host.lease => {
+                    r.error(
+                        &at.key("ip").index(i).key("dhcp").key("hosts").index(j),
+                        Target::Value,
+                        format!(
+                            "host {name:?} has another lease time in ip[{fi}].dhcp.hosts[{fj}]: one guest has one lease time"
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    leases.insert(name.to_ascii_lowercase(), (i, j, host.lease));
+                }
+            }
+        }
+    }
+}
+
+/// Options kvmnet writes itself, or that would change how the agent runs
+/// dnsmasq: `dnsmasq.options` may not set them.
+const OWNED_DNSMASQ_OPTIONS: &[&str] = &[
+    "addn-hosts",
+    "bind-dynamic",
+    "bind-interfaces",
+    "conf-dir",
+    "conf-file",
+    "dhcp-authoritative",
+    "dhcp-boot",
+    "dhcp-host",
+    "dhcp-hostsfile",
+    "dhcp-lease-max",
+    "dhcp-leasefile",
+    "dhcp-no-override",
+    "dhcp-range",
+    "domain",
+    "domain-needed",
+    "enable-ra",
+    "enable-tftp",
+    "except-interface",
+    "expand-hosts",
+    "group",
+    "interface",
+    "keep-in-foreground",
+    "listen-address",
+    "local",
+    "log-facility",
+    "no-daemon",
+    "no-resolv",
+    "pid-file",
+    "port",
+    "ra-param",
+    "resolv-file",
+    "server",
+    "servers-file",
+    "srv-host",
+    "strict-order",
+    "tftp-root",
+    "txt-record",
+    "user",
+];
+
+fn check_dnsmasq_options(r: &mut Reporter, at: &KeyPath, options: &[String]) {
+    for (i, option) in options.iter().enumerate() {
+        let name = option.split('=').next().unwrap_or_default().trim();
+        let name = name.strip_prefix("--").unwrap_or(name);
+        if option.chars().any(char::is_control) {
+            r.error(
+                &at.index(i),
+                Target::Value,
+                "a dnsmasq option is one line without control characters",
+            );
+        } else if name.is_empty() || name.starts_with('#') {
+            r.error(&at.index(i), Target::Value, "an option needs a name");
+        } else if OWNED_DNSMASQ_OPTIONS.contains(&name) {
+            r.error(
+                &at.index(i),
+                Target::Value,
+                format!("{name} is set by kvmnet from the network's keys"),
+            )
+            .hint("use the network's own keys (docs/configuration.md)");
         }
     }
 }
@@ -701,6 +898,18 @@ fn check_hostname(name: &str) -> Result<(), String> {
 
 /// Rules about the set of a network's addresses.
 fn check_ip_set(r: &mut Reporter, at: &KeyPath, net: &Network) {
+    let mut tftp = net
+        .ip
+        .iter()
+        .enumerate()
+        .filter(|(_, ip)| ip.tftp_root.is_some());
+    if let (Some((first, _)), Some((i, _))) = (tftp.next(), tftp.next()) {
+        r.error(
+            &at.key("ip").index(i).key("tftp_root"),
+            Target::Key,
+            format!("a network has one TFTP root (also ip[{first}].tftp_root)"),
+        );
+    }
     for (i, ip) in net.ip.iter().enumerate() {
         let subnet = ip.address.0.trunc();
         if let Some(j) = net.ip[..i]
@@ -738,12 +947,12 @@ fn subnets_overlap(a: IpNet, b: IpNet) -> bool {
 fn check_dns(r: &mut Reporter, at: &KeyPath, net: &Network) {
     let Some(dns) = &net.dns else { return };
     let at = at.key("dns");
-    if !dns.enable && (dns.domain.is_some() || !dns.forwarders.is_empty() || !dns.hosts.is_empty())
-    {
+    let records = !dns.hosts.is_empty() || !dns.srv.is_empty() || !dns.txt.is_empty();
+    if !dns.enable && (dns.domain.is_some() || !dns.forwarders.is_empty() || records) {
         r.error(
             &at.key("enable"),
             Target::Value,
-            "DNS is disabled, so domain, forwarders and hosts would have no effect",
+            "DNS is disabled, so domain, forwarders, hosts, srv and txt would have no effect",
         )
         .hint("remove them, or set enable = true");
     }
@@ -757,11 +966,11 @@ fn check_dns(r: &mut Reporter, at: &KeyPath, net: &Network) {
         }
     }
     for (i, fwd) in dns.forwarders.iter().enumerate() {
-        if fwd.addr.is_unspecified() || fwd.addr.is_multicast() {
+        if let Some(addr) = fwd.addr.filter(|a| a.is_unspecified() || a.is_multicast()) {
             r.error(
                 &at.key("forwarders").index(i),
                 Target::Value,
-                format!("{} cannot be a DNS server", fwd.addr),
+                format!("{addr} cannot be a DNS server"),
             );
         }
         if fwd.port == Some(0) {
@@ -806,6 +1015,84 @@ fn check_dns(r: &mut Reporter, at: &KeyPath, net: &Network) {
                 );
             }
         }
+    }
+    for (i, srv) in dns.srv.iter().enumerate() {
+        check_srv(r, &at.key("srv").index(i), srv);
+    }
+    for (i, txt) in dns.txt.iter().enumerate() {
+        check_txt(r, &at.key("txt").index(i), txt);
+    }
+}
+
+fn check_srv(r: &mut Reporter, at: &KeyPath, srv: &SrvRecord) {
+    let service_ok = !srv.service.is_empty()
+        && srv.service.len() <= 63
+        && srv
+            .service
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !service_ok {
+        r.error(
+            &at.key("service"),
+            Target::Value,
+            format!(
+                "invalid service {:?}: 1 to 63 letters, digits and '-', without the leading '_'",
+                srv.service
+            ),
+        );
+    }
+    for (key, name) in [("domain", &srv.domain), ("target", &srv.target)] {
+        let Some(name) = name.as_deref().filter(|n| *n != ".") else {
+            continue;
+        };
+        if let Err(why) = check_hostname(name) {
+            r.error(
+                &at.key(key),
+                Target::Value,
+                format!("invalid {key} {name:?}: {why}"),
+            );
+        }
+    }
+    let needs = [
+        ("port", srv.port.is_some(), "target", srv.target.is_some()),
+        (
+            "priority",
+            srv.priority.is_some(),
+            "port",
+            srv.port.is_some(),
+        ),
+        (
+            "weight",
+            srv.weight.is_some(),
+            "priority",
+            srv.priority.is_some(),
+        ),
+    ];
+    for (key, set, needed, has) in needs {
+        if set && !has {
+            r.error(
+                &at.key(key),
+                Target::Key,
+                format!("an SRV record's {key} needs its {needed}"),
+            );
+        }
+    }
+}
+
+fn check_txt(r: &mut Reporter, at: &KeyPath, txt: &TxtRecord) {
+    if let Err(why) = check_hostname(&txt.name) {
+        r.error(
+            &at.key("name"),
+            Target::Value,
+            format!("invalid name {:?}: {why}", txt.name),
+        );
+    }
+    if txt.value.contains(['"', '\\']) || txt.value.chars().any(char::is_control) {
+        r.error(
+            &at.key("value"),
+            Target::Value,
+            "a TXT value is printable text without double quotes or backslashes",
+        );
     }
 }
 

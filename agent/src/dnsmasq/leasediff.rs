@@ -101,10 +101,16 @@ fn in_range(range: &DhcpRange, ip: IpAddr) -> bool {
 }
 
 /// Whether reservation `host` names the client of `lease`: by MAC for IPv4
-/// leases, else by host name.
+/// leases, by DUID for IPv6 reservations that have one, else by host name.
 fn is_client(host: &DhcpHost, lease: &Lease) -> bool {
     if host.ip.is_ipv4() != lease.ip.is_ipv4() {
         return false;
+    }
+    if let (Some(duid), false) = (&host.duid, host.ip.is_ipv4()) {
+        return lease
+            .client_id
+            .as_deref()
+            .is_some_and(|id| same_duid(duid, id));
     }
     match (&host.mac, &lease.mac) {
         (Some(mac), Some(leased)) => mac.to_string().eq_ignore_ascii_case(leased),
@@ -116,7 +122,20 @@ fn is_client(host: &DhcpHost, lease: &Lease) -> bool {
     }
 }
 
+/// DUIDs compared octet by octet: "0:3" and "00:03" are one DUID.
+fn same_duid(a: &str, b: &str) -> bool {
+    let octets = |s: &str| -> Vec<Option<u8>> {
+        s.split(':')
+            .map(|o| u8::from_str_radix(o, 16).ok())
+            .collect()
+    };
+    octets(a) == octets(b)
+}
+
 fn describe(host: &DhcpHost) -> String {
+    if let Some(duid) = &host.duid {
+        return format!("DUID {duid}");
+    }
     match (&host.mac, &host.name) {
         (Some(mac), _) => mac.to_string(),
         (None, Some(name)) => name.clone(),
@@ -202,6 +221,36 @@ dhcp.hosts = [
             client_id: None,
             iaid: None,
         }
+    }
+
+    /// A DHCPv6 reservation by DUID belongs to the client with that DUID,
+    /// whatever its name, and is another client's address to anyone else.
+    #[test]
+    fn a_duid_reservation_is_matched_by_duid() {
+        let text = r#"
+[networks.n]
+mode = "nat"
+[[networks.n.ip]]
+address = "fd00:10::1/64"
+dhcp.ranges = [{ start = "fd00:10::100", end = "fd00:10::1ff" }]
+dhcp.hosts = [{ duid = "00:03:00:01:52:54:00:00:10:12", ip = "fd00:10::12" }]
+"#;
+        let net = desired(text).networks["n"].clone();
+        let v6 = |duid: &str| Lease {
+            expiry: None,
+            mac: None,
+            ip: "fd00:10::12".parse().unwrap(),
+            hostname: None,
+            client_id: Some(duid.into()),
+            iaid: Some(1),
+        };
+        assert!(stale(&net, &[v6("0:3:0:1:52:54:0:0:10:12")], 0).is_empty());
+        let other = stale(&net, &[v6("00:03:00:01:52:54:00:00:10:99")], 0);
+        assert_eq!(other.len(), 1);
+        assert_eq!(
+            other[0].reason,
+            StaleReason::AddressReservedFor("DUID 00:03:00:01:52:54:00:00:10:12".into())
+        );
     }
 
     fn net() -> DesiredNetwork {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::config::desired::DesiredNetwork;
-use crate::config::model::{DhcpConfig, LeaseTime, Mode};
+use crate::config::model::{LeaseTime, Mode, SrvRecord};
 use crate::config::validate::{is_safe_dns_name, is_safe_ifname, is_safe_network_name};
 
 use super::paths::InstancePaths;
@@ -26,12 +26,14 @@ pub struct Rendered {
 }
 
 /// Whether the network runs a dnsmasq: a bridge of ours with an address,
-/// serving DHCP on some subnet or DNS (on unless disabled).
+/// serving DHCP on some subnet, router advertisements on an IPv6 subnet, or
+/// DNS (on unless disabled).
 pub fn wants_dnsmasq(net: &DesiredNetwork) -> bool {
     let spec = &net.spec;
     let dns = spec.dns.as_ref().is_none_or(|d| d.enable);
     let dhcp = spec.ip.iter().any(|ip| ip.dhcp.is_some());
-    spec.mode != Mode::Bridge && !spec.ip.is_empty() && (dns || dhcp)
+    let ra = spec.ip.iter().any(|ip| ip.address.0.addr().is_ipv6());
+    spec.mode != Mode::Bridge && !spec.ip.is_empty() && (dns || dhcp || ra)
 }
 
 /// The account dnsmasq drops root for.
@@ -92,7 +94,16 @@ fn check_names(net: &DesiredNetwork) -> Result<(), String> {
                 .iter()
                 .chain(d.forwarders.iter().flat_map(|f| &f.domain))
         })
-        .chain(dns.flat_map(|d| d.hosts.iter().flat_map(|h| &h.names)))
+        .chain(
+            dns.clone()
+                .flat_map(|d| d.hosts.iter().flat_map(|h| &h.names)),
+        )
+        .chain(dns.clone().flat_map(|d| {
+            d.srv
+                .iter()
+                .flat_map(|s| s.domain.iter().chain(s.target.iter().filter(|t| *t != ".")))
+        }))
+        .chain(dns.flat_map(|d| d.txt.iter().map(|t| &t.name)))
         .chain(
             spec.ip
                 .iter()
@@ -114,25 +125,25 @@ fn forwards_queries(net: &DesiredNetwork) -> bool {
     net.spec.mode != Mode::Isolated && net.spec.dns.as_ref().is_none_or(|d| d.enable)
 }
 
-/// `servers-file`: the network's forwarders, else the host's nameservers.
-/// Never `resolv-file`: dnsmasq watches it with an inotify instance of its
-/// own, and the kernel's per-user limit (128 by default) would stop the
-/// 129th network's dnsmasq from starting.
+/// `servers-file`: the network's forwarders, then the host's nameservers
+/// unless a forwarder serves every domain (per-domain forwarders add to the
+/// host's, as with libvirt). Never `resolv-file`: dnsmasq watches it with an
+/// inotify instance of its own, and the kernel's per-user limit (128 by
+/// default) would stop the 129th network's dnsmasq from starting.
 fn servers_file(net: &DesiredNetwork, host_resolvers: &[String]) -> String {
     if !forwards_queries(net) {
         return String::new();
     }
-    let forwarders: Vec<String> = net
+    let forwarders = net
         .spec
         .dns
         .as_ref()
-        .map(|d| d.forwarders.iter().map(ToString::to_string).collect())
+        .map(|d| &d.forwarders[..])
         .unwrap_or_default();
-    let servers = if forwarders.is_empty() {
-        host_resolvers
-    } else {
-        &forwarders[..]
-    };
+    let mut servers: Vec<String> = forwarders.iter().map(ToString::to_string).collect();
+    if forwarders.iter().all(|f| f.domain.is_some()) {
+        servers.extend(host_resolvers.iter().cloned());
+    }
     servers.iter().map(|s| format!("server={s}\n")).collect()
 }
 
@@ -188,8 +199,16 @@ fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
     if dns.enable {
         if let Some(domain) = &dns.domain {
             line(&format!("domain={domain}"));
-            line(&format!("local=/{domain}/"));
+            if dns.local_only {
+                line(&format!("local=/{domain}/"));
+            }
             line("expand-hosts");
+        }
+        if !dns.forward_plain_names {
+            line("domain-needed");
+        }
+        for ip in spec.ip.iter().filter(|ip| ip.local_ptr) {
+            line(&format!("local=/{}/", reverse_zone(ip.address.0)));
         }
         // Upstream servers come from the servers file (none when
         // isolated: no query leaves the network).
@@ -197,53 +216,69 @@ fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
         if forwards_queries(net) {
             line(&format!("servers-file={}", paths.servers.display()));
         }
+        for srv in &dns.srv {
+            line(&format!(
+                "srv-host={}",
+                srv_host(srv, dns.domain.as_deref())
+            ));
+        }
+        for txt in &dns.txt {
+            line(&format!("txt-record={},\"{}\"", txt.name, txt.value));
+        }
     } else {
         line("port=0");
     }
     let mut lease_max: u128 = 0;
-    let mut dhcp_v6 = false;
+    let mut ipv6 = false;
     for ip in &spec.ip {
-        let Some(dhcp) = &ip.dhcp else { continue };
-        let prefix = ip.address.0.prefix_len();
+        let (network, mask) = match ip.address.0 {
+            ipnet::IpNet::V4(v4) => (v4.network().to_string(), v4.netmask().to_string()),
+            ipnet::IpNet::V6(v6) => {
+                ipv6 = true;
+                (v6.network().to_string(), v6.prefix_len().to_string())
+            }
+        };
+        let Some(dhcp) = &ip.dhcp else {
+            if ip.address.0.addr().is_ipv6() {
+                // Router advertisements only: guests configure themselves
+                // by SLAAC, as on libvirt's IPv6 subnets without DHCP.
+                line(&format!("dhcp-range={network},ra-only,{mask}"));
+            }
+            continue;
+        };
         for range in &dhcp.ranges {
-            let mask = match ip.address.0 {
-                ipnet::IpNet::V4(v4) => v4.netmask().to_string(),
-                ipnet::IpNet::V6(_) => {
-                    dhcp_v6 = true;
-                    prefix.to_string()
-                }
-            };
             line(&format!(
                 "dhcp-range={},{},{mask},{}",
                 range.start,
                 range.end,
-                lease_time(dhcp)
+                lease_time(dhcp.lease)
             ));
-            lease_max = lease_max.saturating_add(range_size(range.start, range.end));
         }
-        if dhcp.ranges.is_empty() && !dhcp.hosts.is_empty() {
+        if dhcp.ranges.is_empty() {
             // Static reservations only: dnsmasq serves them on a "static" range.
-            let start = ip.address.0.network();
-            let mask = match ip.address.0 {
-                ipnet::IpNet::V4(v4) => v4.netmask().to_string(),
-                ipnet::IpNet::V6(_) => {
-                    dhcp_v6 = true;
-                    prefix.to_string()
-                }
-            };
             line(&format!(
-                "dhcp-range={start},static,{mask},{}",
-                lease_time(dhcp)
+                "dhcp-range={network},static,{mask},{}",
+                lease_time(dhcp.lease)
             ));
         }
-        lease_max = lease_max.saturating_add(dhcp.hosts.len() as u128);
+        // Every address of the subnet, not the ranges plus the hosts: the
+        // hosts file is re-read on SIGHUP, and a limit counting its hosts
+        // would turn a new reservation into a restart.
+        lease_max = lease_max.saturating_add(subnet_size(ip.address.0));
+        if let Some(bootp) = &dhcp.bootp {
+            match bootp.server {
+                Some(server) => line(&format!("dhcp-boot={},,{server}", bootp.file)),
+                None => line(&format!("dhcp-boot={}", bootp.file)),
+            }
+        }
     }
     if lease_max > 0 {
         line("dhcp-no-override");
         line("dhcp-authoritative");
+        // dnsmasq reads the limit into a C int.
         line(&format!(
             "dhcp-lease-max={}",
-            lease_max.min(u128::from(u32::MAX))
+            lease_max.min(i32::MAX as u128)
         ));
         line(&format!("dhcp-hostsfile={}", paths.hosts.display()));
         line(&format!("dhcp-leasefile={}", paths.leases.display()));
@@ -255,7 +290,7 @@ fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
             line(&format!("dhcp-option=option:mtu,{mtu}"));
         }
     }
-    if dhcp_v6 {
+    if ipv6 {
         line("enable-ra");
         // The MTU, and for isolated networks a router lifetime of 0: guests
         // take addresses but no default route. Interval 0 keeps the default.
@@ -269,14 +304,70 @@ fn conf(net: &DesiredNetwork, paths: &InstancePaths, run_as: &RunAs) -> String {
             line(&format!("ra-param={}{mtu},0{lifetime}", net.bridge));
         }
     }
+    if let Some(tftp_root) = spec.ip.iter().find_map(|ip| ip.tftp_root.as_ref()) {
+        line("enable-tftp");
+        line(&format!("tftp-root={tftp_root}"));
+    }
     if dns.enable {
         line(&format!("addn-hosts={}", paths.addn_hosts.display()));
+    }
+    if let Some(dnsmasq) = &spec.dnsmasq {
+        line("# dnsmasq.options: not modelled by kvmnet");
+        for option in &dnsmasq.options {
+            line(option);
+        }
     }
     c
 }
 
-fn lease_time(dhcp: &DhcpConfig) -> String {
-    match dhcp.lease {
+/// `srv-host=_SERVICE._PROTO[.DOMAIN][,TARGET[,PORT[,PRIORITY[,WEIGHT]]]]`.
+fn srv_host(srv: &SrvRecord, network_domain: Option<&str>) -> String {
+    let mut text = format!("_{}._{}", srv.service, srv.protocol);
+    if let Some(domain) = srv.domain.as_deref().or(network_domain) {
+        let _ = write!(text, ".{domain}");
+    }
+    let fields = [
+        srv.target.clone(),
+        srv.port.map(|p| p.to_string()),
+        srv.priority.map(|p| p.to_string()),
+        srv.weight.map(|w| w.to_string()),
+    ];
+    for field in fields.into_iter().map_while(|f| f) {
+        let _ = write!(text, ",{field}");
+    }
+    text
+}
+
+/// The reverse DNS zone of a subnet whose prefix ends on an octet (IPv4) or
+/// a nibble (IPv6), as validation ensures.
+fn reverse_zone(cidr: ipnet::IpNet) -> String {
+    let labels: Vec<String> = match cidr.trunc() {
+        ipnet::IpNet::V4(v4) => v4.network().octets()[..usize::from(v4.prefix_len() / 8)]
+            .iter()
+            .rev()
+            .map(u8::to_string)
+            .collect(),
+        ipnet::IpNet::V6(v6) => {
+            let nibbles: Vec<u8> = v6
+                .network()
+                .octets()
+                .iter()
+                .flat_map(|o| [o >> 4, o & 0xf])
+                .take(usize::from(v6.prefix_len() / 4))
+                .collect();
+            nibbles.iter().rev().map(|n| format!("{n:x}")).collect()
+        }
+    };
+    let suffix = if cidr.addr().is_ipv4() {
+        "in-addr.arpa"
+    } else {
+        "ip6.arpa"
+    };
+    format!("{}.{suffix}", labels.join("."))
+}
+
+fn lease_time(lease: Option<LeaseTime>) -> String {
+    match lease {
         None => "1h".to_string(),
         Some(LeaseTime::Infinite) => "infinite".to_string(),
         // dnsmasq takes seconds, or a number with one unit.
@@ -284,39 +375,70 @@ fn lease_time(dhcp: &DhcpConfig) -> String {
     }
 }
 
-/// Addresses in `start..=end` (validation ensures start <= end, same family).
-fn range_size(start: IpAddr, end: IpAddr) -> u128 {
-    let n = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
-    };
-    n(end).saturating_sub(n(start)).saturating_add(1)
+/// Addresses of the subnet of `cidr`.
+fn subnet_size(cidr: ipnet::IpNet) -> u128 {
+    let host_bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len());
+    1u128.checked_shl(host_bits).unwrap_or(u128::MAX)
 }
 
-/// `dhcp-hostsfile`: `MAC,IP[,NAME]` for IPv4, `[IPv6][,NAME]` keyed by
-/// name for IPv6 (or `NAME,IP` when there is no MAC).
+/// `dhcp-hostsfile`: one line per guest,
+/// `[MAC,][id:DUID,][IPv4,][[IPv6],][NAME][,LEASE]`. A name reserved in an
+/// IPv4 and an IPv6 subnet is one guest, on one line: on two lines dnsmasq
+/// takes the IPv4 address of the name (from addn-hosts) for the IPv6 line
+/// and warns of a duplicate address.
 fn hosts_file(net: &DesiredNetwork) -> String {
-    let mut out = String::new();
-    for ip in &net.spec.ip {
-        let Some(dhcp) = &ip.dhcp else { continue };
-        for host in &dhcp.hosts {
-            let addr = match host.ip {
-                IpAddr::V4(v4) => v4.to_string(),
-                IpAddr::V6(v6) => format!("[{v6}]"),
-            };
+    #[derive(Default)]
+    struct Guest {
+        mac: Option<String>,
+        duid: Option<String>,
+        v4: Option<String>,
+        v6: Option<String>,
+        name: Option<String>,
+        lease: Option<LeaseTime>,
+    }
+    let mut guests: Vec<Guest> = Vec::new();
+    let hosts = net
+        .spec
+        .ip
+        .iter()
+        .flat_map(|ip| ip.dhcp.iter().flat_map(|d| &d.hosts));
+    for host in hosts {
+        let same_name = host.name.as_ref().and_then(|name| {
+            guests.iter().position(|g| {
+                g.name
+                    .as_ref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+        });
+        let i = same_name.unwrap_or_else(|| {
+            guests.push(Guest {
+                name: host.name.clone(),
+                ..Guest::default()
+            });
+            guests.len() - 1
+        });
+        let guest = &mut guests[i];
+        match host.ip {
+            IpAddr::V4(v4) => {
+                guest.v4 = Some(v4.to_string());
+                guest.mac = host.mac.map(|m| m.to_string());
+            }
             // DHCPv6 clients are known by their DUID, not their MAC.
-            let fields: Vec<String> = match host.mac.filter(|_| host.ip.is_ipv4()) {
-                Some(mac) => [Some(mac.to_string()), Some(addr), host.name.clone()]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-                None => [host.name.clone(), Some(addr)]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-            };
-            let _ = writeln!(out, "{}", fields.join(","));
+            IpAddr::V6(v6) => {
+                guest.v6 = Some(format!("[{v6}]"));
+                guest.duid = host.duid.as_ref().map(|d| format!("id:{d}"));
+            }
         }
+        guest.lease = host.lease.or(guest.lease);
+    }
+    let mut out = String::new();
+    for g in guests {
+        let lease = g.lease.map(|l| lease_time(Some(l)));
+        let fields: Vec<String> = [g.mac, g.duid, g.v4, g.v6, g.name, lease]
+            .into_iter()
+            .flatten()
+            .collect();
+        let _ = writeln!(out, "{}", fields.join(","));
     }
     out
 }
@@ -451,6 +573,112 @@ address = "fd00:20::1/64"
 dhcp.ranges = [{ start = "fd00:20::100", end = "fd00:20::1ff" }]
 dhcp.hosts = [{ name = "web", ip = "fd00:20::10" }]
 "#,
+        );
+    }
+
+    #[test]
+    fn ipv6_without_dhcp_gets_ra_domain_forwarders_keep_the_host_resolvers() {
+        assert_golden(
+            "slaac",
+            r#"
+[networks.slaac]
+mode = "nat"
+bridge = { name = "virbr-slaac" }
+dns = { domain = "slaac.test", local_only = false, forward_plain_names = false, forwarders = ["/example.com/192.168.1.1", "/lan.example/#"] }
+[[networks.slaac.ip]]
+address = "192.168.70.1/24"
+local_ptr = true
+dhcp.ranges = [{ start = "192.168.70.2", end = "192.168.70.254" }]
+[[networks.slaac.ip]]
+address = "fd00:70::1/64"
+local_ptr = true
+"#,
+        );
+    }
+
+    #[test]
+    fn pxe_srv_txt_per_host_leases_duid_dual_stack_hosts_and_raw_options() {
+        assert_golden(
+            "pxe",
+            r#"
+[networks.pxe]
+mode = "route"
+bridge = { name = "virbr-pxe" }
+dns = { domain = "pxe.test", srv = [{ service = "ldap", protocol = "tcp", target = "dir.pxe.test", port = 389, priority = 10, weight = 5 }, { service = "xmpp", protocol = "udp", domain = "other.test" }], txt = [{ name = "info.pxe.test", value = "lab network" }] }
+dnsmasq = { options = ["dhcp-option=option:ntp-server,192.168.80.1", "log-dhcp"] }
+[[networks.pxe.ip]]
+address = "192.168.80.1/24"
+tftp_root = "/srv/tftp"
+dhcp.ranges = [{ start = "192.168.80.100", end = "192.168.80.199" }]
+dhcp.bootp = { file = "pxelinux.0", server = "192.168.80.2" }
+dhcp.lease = "12h"
+dhcp.hosts = [{ mac = "52:54:00:00:80:10", name = "web", ip = "192.168.80.10", lease = "5m" }, { mac = "52:54:00:00:80:11", ip = "192.168.80.11", lease = "infinite" }]
+[[networks.pxe.ip]]
+address = "fd00:80::1/64"
+dhcp.ranges = [{ start = "fd00:80::100", end = "fd00:80::1ff" }]
+dhcp.hosts = [{ name = "web", ip = "fd00:80::10", lease = "5m" }, { duid = "00:01:00:01:2c:3d:4e:5f:52:54:00:00:80:12", ip = "fd00:80::12" }]
+"#,
+        );
+    }
+
+    /// A reservation more or less is a SIGHUP only if the configuration
+    /// file stays the same: nothing in it may count the hosts.
+    #[test]
+    fn a_new_static_host_changes_the_hosts_files_only() {
+        let one = r#"
+[networks.n]
+mode = "nat"
+[[networks.n.ip]]
+address = "192.168.90.1/24"
+dhcp.ranges = [{ start = "192.168.90.100", end = "192.168.90.199" }]
+dhcp.hosts = [{ mac = "52:54:00:00:90:10", ip = "192.168.90.10", name = "a" }]
+"#;
+        let two = one.replace(
+            "name = \"a\" }]",
+            "name = \"a\" }, { mac = \"52:54:00:00:90:11\", ip = \"192.168.90.11\", name = \"b\" }]",
+        );
+        let (before, after) = (
+            render_case(one).unwrap().unwrap(),
+            render_case(&two).unwrap().unwrap(),
+        );
+        assert_eq!(before.conf, after.conf);
+        assert_ne!(before.hosts, after.hosts);
+        assert_ne!(before.addn_hosts, after.addn_hosts);
+        let static_only = |hosts: &str| {
+            format!("[networks.s]\nmode = \"nat\"\n[[networks.s.ip]]\naddress = \"192.168.91.1/24\"\ndhcp.hosts = [{hosts}]\n")
+        };
+        let a = "{ mac = \"52:54:00:00:91:10\", ip = \"192.168.91.10\" }";
+        let b = "{ mac = \"52:54:00:00:91:11\", ip = \"192.168.91.11\" }";
+        assert_eq!(
+            render_case(&static_only(a)).unwrap().unwrap().conf,
+            render_case(&static_only(&format!("{a}, {b}")))
+                .unwrap()
+                .unwrap()
+                .conf
+        );
+    }
+
+    /// SRV and TXT names reach dnsmasq's configuration too: the same guard.
+    #[test]
+    fn srv_and_txt_names_that_could_start_a_directive_are_refused() {
+        for dns in [
+            r#"srv = [{ service = "ldap", protocol = "tcp", target = "a,b" }]"#,
+            r#"srv = [{ service = "ldap", protocol = "tcp", domain = "x\nport=0" }]"#,
+            r#"txt = [{ name = "a\nport=0", value = "v" }]"#,
+        ] {
+            let text = format!("[networks.n]\nmode = \"nat\"\ndns = {{ {dns} }}\n[[networks.n.ip]]\naddress = \"192.168.1.1/24\"\n");
+            assert!(render_case(&text).is_err(), "{dns}");
+        }
+    }
+
+    #[test]
+    fn reverse_zones_of_octet_and_nibble_prefixes() {
+        let zone = |s: &str| reverse_zone(s.parse().unwrap());
+        assert_eq!(zone("192.168.70.1/24"), "70.168.192.in-addr.arpa");
+        assert_eq!(zone("10.1.2.3/8"), "10.in-addr.arpa");
+        assert_eq!(
+            zone("fd00:70::1/64"),
+            "0.0.0.0.0.0.0.0.0.7.0.0.0.0.d.f.ip6.arpa"
         );
     }
 
