@@ -14,6 +14,7 @@ use crate::config::load::{self, FileLoad, Format};
 use crate::config::model::HumanDuration;
 use crate::core::lock::{AgentLock, Wait};
 use crate::daemon::{self, DaemonConfig};
+use crate::net::observe::host_links;
 use crate::reconcile::Reconciler;
 use crate::report::show;
 use crate::report::PassKind;
@@ -416,6 +417,8 @@ async fn show_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
+    // Overlay networks as this host runs them (its peer address, its role).
+    let desired = desired.on_host(&host_links(&observed.kernel));
     let dnsmasq_pids = reconciler.dnsmasq_pids(&desired);
     let views = show::views(&desired, &observed, &check, &dnsmasq_pids, network);
     if let Some(name) = network {

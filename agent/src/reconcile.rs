@@ -17,7 +17,7 @@ use crate::net::apply::apply;
 use crate::net::bridged::managers;
 use crate::net::bridged::rollback::RolledBack;
 use crate::net::memory::{Memory, Recall};
-use crate::net::observe::{observe, Observed};
+use crate::net::observe::{host_links, observe, Observed};
 use crate::net::plan::{plan, Action, Plan, PlanOptions, Step};
 use crate::report::{PassKind, PassReport};
 
@@ -169,7 +169,8 @@ impl Reconciler {
 
     /// A drift audit, with the kernel observation it was made against.
     pub async fn check_observed(&self, desired: &DesiredState) -> Result<(Observed, PassReport)> {
-        let observation = self.observe(desired).await?;
+        let (desired, observation) = self.observe(desired).await?;
+        let desired = &desired;
         let plan = self.plan(desired, &observation, false).await;
         let mut report = PassReport::build(PassKind::Check, desired, &plan.kernel, &[], None, 0);
         report.set_dhcp_usage(&plan.dnsmasq.usage);
@@ -180,7 +181,8 @@ impl Reconciler {
     /// Converges, then verifies against a second observation.
     pub async fn converge(&self, desired: &DesiredState) -> Result<PassReport> {
         let writes_before = self.writes();
-        let observation = self.observe(desired).await?;
+        let (desired, observation) = self.observe(desired).await?;
+        let desired = &desired;
         let mut warnings = self.memory.save(&observation.recall);
         warnings.extend(self.dnsmasq.cap_logs());
         let plan = self.plan(desired, &observation, true).await;
@@ -242,9 +244,9 @@ impl Reconciler {
             }));
         }
 
-        let after = self.observe(desired).await?;
+        let (_, after) = &self.observe(desired).await?;
         warnings.extend(self.memory.save(&after.recall));
-        let verify = self.plan(desired, &after, false).await;
+        let verify = self.plan(desired, after, false).await;
         let writes = self.writes() - writes_before;
         let mut report = PassReport::build(
             PassKind::Converge,
@@ -259,9 +261,12 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Observes the kernel and dnsmasq, and recalls the memory.
-    async fn observe(&self, desired: &DesiredState) -> Result<PassObservation> {
+    /// Observes the kernel and dnsmasq, and recalls the memory. Returns the
+    /// desired state on this host too: overlay networks resolved against
+    /// the links and addresses observed (see [`DesiredState::on_host`]).
+    async fn observe(&self, desired: &DesiredState) -> Result<(DesiredState, PassObservation)> {
         let kernel = observe(&self.netlink, &self.sysctls, desired).await?;
+        let desired = &desired.on_host(&host_links(&kernel.kernel));
         let owned = kernel
             .kernel
             .links
@@ -272,11 +277,14 @@ impl Reconciler {
         *self.owned.lock().unwrap_or_else(|e| e.into_inner()) = owned;
         let recall = self.memory.recall(desired, &kernel.kernel);
         let dnsmasq = self.dnsmasq.observe_desired(desired);
-        Ok(PassObservation {
-            kernel,
-            recall,
-            dnsmasq,
-        })
+        Ok((
+            desired.clone(),
+            PassObservation {
+                kernel,
+                recall,
+                dnsmasq,
+            },
+        ))
     }
 
     /// Plans the three subsystems. The kernel plan decides which networks

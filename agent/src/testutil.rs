@@ -28,6 +28,7 @@ pub fn link(index: u32, name: &str, master: Option<u32>, alias: Option<&str>) ->
         master,
         alias: alias.map(Into::into),
         bridge: None,
+        vxlan: None,
         group: 0,
     }
 }

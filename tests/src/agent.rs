@@ -112,6 +112,31 @@ impl AgentEnv {
         std::fs::remove_file(&path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
     }
 
+    /// Writes every example of `examples/` but the bridged one (its uplink
+    /// eno2 is not in the test host; tests/bridged.rs covers that mode), and
+    /// makes the host the overlay example's gateway: it holds 10.10.10.1.
+    #[track_caller]
+    pub fn write_examples(&self) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        for entry in std::fs::read_dir(dir).expect("read examples/") {
+            let path = entry.expect("an example").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("UTF-8 name");
+            if !name.starts_with("bridged") {
+                let text = std::fs::read_to_string(&path).expect("read an example");
+                self.write_config(name, &text);
+            }
+        }
+        let h = &self.host;
+        h.ip_ok(&[
+            "link", "add", "under0", "type", "veth", "peer", "name", "under1",
+        ]);
+        h.set_up("under0");
+        h.add_addr("under0", "10.10.10.1/24");
+    }
+
     /// The agent command inside the host namespace:
     /// `kvmnet-agent --config-dir .. --state-dir .. --run-dir .. <args>`.
     pub fn command(&self, args: &[&str]) -> Command {

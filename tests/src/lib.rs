@@ -25,6 +25,7 @@ mod dhcp;
 mod link;
 mod netns;
 mod traffic;
+mod underlay;
 mod wait;
 
 pub use agent::{agent_bin, AgentEnv};
@@ -34,4 +35,5 @@ pub use link::{attach_to_bridge, veth};
 pub use netns::{require_root, Netns};
 pub use nix::sys::signal::Signal;
 pub use traffic::{ping_ok, ping_once, tcp_connect_ok, tcp_listen};
+pub use underlay::Underlay;
 pub use wait::{wait_for, wait_for_value};

@@ -8,7 +8,6 @@
 //! client.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use kvmnet_e2e::{
@@ -95,20 +94,13 @@ fn a_new_static_host_is_a_sighup_of_the_same_dnsmasq_and_served_at_once() {
     env.run(&["--check"]).assert_code(0);
 }
 
-/// Every example but the bridged one (its uplink eno2 is not in the test
-/// host; tests/bridged.rs covers that mode) starts its dnsmasq without a
-/// warning, the dual-stack reservation of lab.toml included.
+/// Every example but the bridged one (see [`AgentEnv::write_examples`])
+/// starts its dnsmasq without a warning, the dual-stack reservation of
+/// lab.toml included.
 #[test]
 fn the_examples_start_dnsmasq_without_warnings() {
     let env = AgentEnv::new();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    for entry in std::fs::read_dir(examples).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if !name.starts_with("bridged") {
-            env.write_config(&name, &std::fs::read_to_string(&path).unwrap());
-        }
-    }
+    env.write_examples();
     env.run(&["--once"]).assert_success();
     let hostsfile = std::fs::read_to_string(env.run_dir().join("dnsmasq/lab.hostsfile")).unwrap();
     assert!(

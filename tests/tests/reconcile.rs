@@ -2,8 +2,6 @@
 //! examples converge, every kind of fault is reported by `--check` and
 //! repaired by `--once`, foreign objects are never touched.
 
-use std::path::Path;
-
 use kvmnet_e2e::{AgentEnv, CmdOutput};
 
 const NAT: &str = r#"
@@ -29,16 +27,7 @@ address = "192.168.30.1/24"
 
 fn examples_env() -> AgentEnv {
     let env = AgentEnv::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        // The bridged example enslaves eno2, which the test host lacks
-        // (tests/tests/bridged.rs covers that mode).
-        if !name.starts_with("bridged") {
-            env.write_config(&name, &std::fs::read_to_string(&path).unwrap());
-        }
-    }
+    env.write_examples();
     env
 }
 
@@ -63,6 +52,8 @@ fn examples_converge_then_check_clean_and_a_second_pass_writes_nothing() {
         "virbr-isolated",
         "virbr-open",
         "virbr-lab",
+        "virbr-fleet",
+        "vx-fleet",
     ] {
         let link = env.host().ip_ok(&["-d", "link", "show", bridge]);
         assert!(

@@ -69,6 +69,10 @@ pub struct Network {
     /// bridge (mode bridge with uplink); it failing rolls the move back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeConfig>,
+    /// Extends the network's layer 2 to other hosts (modes nat, route,
+    /// isolated, open): the same file on every host of the overlay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayConfig>,
     /// Settings of the network's dnsmasq that kvmnet does not model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnsmasq: Option<DnsmasqConfig>,
@@ -84,6 +88,77 @@ pub struct DnsmasqConfig {
     /// Options kvmnet sets itself are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+}
+
+/// A network spanning several hosts: a VXLAN device on each host's bridge,
+/// layer 3 (addresses, NAT or routing, port forwards, dnsmasq) on one of them.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayConfig {
+    /// The VXLAN tunnel between the hosts.
+    pub vxlan: VxlanConfig,
+    /// The peer that holds the network's addresses, its NAT or routing, its
+    /// port forwards and its dnsmasq; the other peers only extend layer 2.
+    /// Required when the network has ip addresses.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_opt_ip"
+    )]
+    pub gateway: Option<IpAddr>,
+}
+
+/// A VXLAN overlay with head-end replication to a static list of peers.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanConfig {
+    /// The VXLAN network identifier, 1 to 16777215, the same on every peer.
+    pub vni: u32,
+    /// The underlay addresses of every host of the network, this one
+    /// included: each host finds itself as the address it holds.
+    #[serde(deserialize_with = "de_ips")]
+    #[schemars(with = "Vec<String>")]
+    pub peers: Vec<IpAddr>,
+    /// UDP port of the tunnel (default 4789, IANA's VXLAN port).
+    #[serde(default = "default_vxlan_port")]
+    pub port: u16,
+    /// The underlay interface. Default: the interface holding this host's
+    /// peer address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// MTU of the overlay (VXLAN device and bridge, announced by DHCP).
+    /// Default: the underlay's MTU minus the encapsulation (50 bytes over
+    /// IPv4, 70 over IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+/// IANA's VXLAN port.
+pub const VXLAN_PORT: u16 = 4789;
+
+fn default_vxlan_port() -> u16 {
+    VXLAN_PORT
+}
+
+impl VxlanConfig {
+    /// Bytes VXLAN adds to each frame: outer IP, UDP, VXLAN and inner
+    /// Ethernet headers.
+    pub fn overhead(&self) -> u32 {
+        if self.peers.iter().any(IpAddr::is_ipv6) {
+            70
+        } else {
+            50
+        }
+    }
+}
+
+fn de_ips<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    #[derive(Deserialize)]
+    struct Ip(#[serde(deserialize_with = "de_ip")] IpAddr);
+    Ok(Vec::<Ip>::deserialize(d)?
+        .into_iter()
+        .map(|ip| ip.0)
+        .collect())
 }
 
 /// Connectivity probe of a bridged network: an ARP request from the bridge

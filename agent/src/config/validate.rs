@@ -15,8 +15,8 @@ use crate::config::diagnostic::Diagnostic;
 use crate::config::load::{FileLoad, ParsedFile};
 use crate::config::locate::{KeyPath, Target};
 use crate::config::model::{
-    BootpConfig, DhcpConfig, IpConfig, LeaseTime, Mode, Network, PortForward, PortRange, Proto,
-    SrvRecord, TxtRecord,
+    BootpConfig, DhcpConfig, IpConfig, LeaseTime, Mode, Network, OverlayConfig, PortForward,
+    PortRange, Proto, SrvRecord, TxtRecord,
 };
 
 /// The longest network name: it appears in link aliases, file names and
@@ -156,6 +156,9 @@ fn check_network(r: &mut Reporter, name: &str, net: &Network) {
         check_port_forward(r, &at.key("port_forwards").index(i), net, pf);
     }
     check_forwards_overlap(r, &at, net);
+    if let Some(overlay) = &net.overlay {
+        check_overlay(r, &at, net, overlay);
+    }
     check_dual_stack_hosts(r, &at, net);
     if let Some(dnsmasq) = &net.dnsmasq {
         check_dnsmasq_options(r, &at.key("dnsmasq").key("options"), &dnsmasq.options);
@@ -452,6 +455,119 @@ fn check_mode_keys(r: &mut Reporter, at: &KeyPath, net: &Network) {
             .hint("add [[networks.NAME.ip]] with address = \"192.168.100.1/24\"");
         }
         _ => {}
+    }
+}
+
+/// The largest VXLAN network identifier (24 bits).
+const MAX_VNI: u32 = (1 << 24) - 1;
+
+fn check_overlay(r: &mut Reporter, at: &KeyPath, net: &Network, overlay: &OverlayConfig) {
+    let at = at.key("overlay");
+    let vxlan = &overlay.vxlan;
+    let at_vxlan = at.key("vxlan");
+    if net.mode == Mode::Bridge {
+        r.error(&at, Target::Key, "mode bridge takes no overlay")
+            .hint("an overlay extends a network of mode nat, route, isolated or open to other hosts; a bridged network's guests are on the LAN already");
+    }
+    if !(1..=MAX_VNI).contains(&vxlan.vni) {
+        r.error(
+            &at_vxlan.key("vni"),
+            Target::Value,
+            format!("VNI {} is out of range", vxlan.vni),
+        )
+        .hint(format!("a VXLAN network identifier from 1 to {MAX_VNI}"));
+    }
+    if vxlan.port == 0 {
+        r.error(&at_vxlan.key("port"), Target::Value, "port 0 is not a port")
+            .hint("the peers' UDP port, 4789 by default");
+    }
+    let at_peers = at_vxlan.key("peers");
+    if vxlan.peers.is_empty() {
+        r.error(&at_peers, Target::Key, "an overlay needs its peers")
+            .hint("list the underlay address of every host of the network, this one included");
+    }
+    for (i, peer) in vxlan.peers.iter().enumerate() {
+        let at_peer = at_peers.index(i);
+        if peer.is_unspecified() || peer.is_loopback() || peer.is_multicast() {
+            r.error(
+                &at_peer,
+                Target::Value,
+                format!("{peer} cannot be a peer (unspecified, loopback or multicast)"),
+            )
+            .hint("the unicast underlay address of a host");
+        } else if vxlan.peers[..i].contains(peer) {
+            r.error(
+                &at_peer,
+                Target::Value,
+                format!("peer {peer} is listed twice"),
+            );
+        } else if peer.is_ipv6() != vxlan.peers[0].is_ipv6() {
+            r.error(
+                &at_peer,
+                Target::Value,
+                format!("peer {peer} is not of the same IP family as {}", vxlan.peers[0]),
+            )
+            .hint("a VXLAN device tunnels over IPv4 or over IPv6: give every peer's address of one family");
+        }
+    }
+    if let Some(dev) = &vxlan.dev {
+        if let Err(why) = check_ifname(dev) {
+            r.error(
+                &at_vxlan.key("dev"),
+                Target::Value,
+                format!("invalid underlay interface {dev:?}: {why}"),
+            );
+        }
+    }
+    if let Some(mtu) = vxlan.mtu {
+        let min = if net.ip.iter().any(|ip| ip.address.0.addr().is_ipv6()) {
+            1280
+        } else {
+            68
+        };
+        let max = 65535 - vxlan.overhead();
+        if !(min..=max).contains(&mtu) {
+            r.error(
+                &at_vxlan.key("mtu"),
+                Target::Value,
+                format!("MTU {mtu} is out of range"),
+            )
+            .hint(format!(
+                "an MTU from {min} to {max} (the underlay's MTU less {} bytes of encapsulation)",
+                vxlan.overhead()
+            ));
+        }
+        if net.bridge.mtu.is_some_and(|b| b != mtu) {
+            r.error(
+                &at.key("vxlan").key("mtu"),
+                Target::Value,
+                format!(
+                    "overlay MTU {mtu} differs from bridge.mtu {}",
+                    net.bridge.mtu.unwrap_or_default()
+                ),
+            )
+            .hint("the bridge and its VXLAN port have one MTU: set one of the two");
+        }
+    }
+    match overlay.gateway {
+        Some(gateway) if !vxlan.peers.contains(&gateway) => {
+            r.error(
+                &at.key("gateway"),
+                Target::Value,
+                format!("gateway {gateway} is not one of the peers"),
+            )
+            .hint("the gateway is the peer holding the network's addresses, NAT and dnsmasq: one of overlay.vxlan.peers");
+        }
+        Some(_) => {}
+        None if !net.ip.is_empty() => {
+            r.error(
+                &at,
+                Target::Key,
+                "an overlay with ip addresses needs a gateway",
+            )
+            .hint("add gateway = \"<peer>\": the one peer that holds the addresses, NAT or routing, port forwards and dnsmasq");
+        }
+        None => {}
     }
 }
 
@@ -1271,6 +1387,11 @@ enum Claim {
     Uplink(String),
     /// An uplink a bridge-mode network enslaves: no other network can use it.
     Enslaved(String),
+    /// An overlay's VNI on its UDP port: the kernel takes each pair once.
+    Vni {
+        vni: u32,
+        port: u16,
+    },
     Forward {
         proto: Proto,
         ipv4: bool,
@@ -1323,6 +1444,15 @@ fn claims<'a>(file: usize, name: &'a str, net: &Network) -> Vec<Claimed<'a>> {
             Claim::Subnet(route.to.0.trunc()),
         );
     }
+    if let Some(overlay) = &net.overlay {
+        push(
+            at.key("overlay").key("vxlan").key("vni"),
+            Claim::Vni {
+                vni: overlay.vxlan.vni,
+                port: overlay.vxlan.port,
+            },
+        );
+    }
     for (i, pf) in net.port_forwards.iter().enumerate() {
         push(
             at.key("port_forwards").index(i).key("port"),
@@ -1358,6 +1488,12 @@ fn conflict(a: &Claimed, b: &Claimed) -> Option<String> {
             if x == y =>
         {
             Some(format!("{x:?} is enslaved into a bridge by network {:?}, so it cannot serve another network", a.network))
+        }
+        (Claim::Vni { vni: x, port: p }, Claim::Vni { vni: y, port: q }) if x == y && p == q => {
+            Some(format!(
+                "VNI {y} on port {q} is network {:?}'s overlay too",
+                a.network
+            ))
         }
         (Claim::Subnet(x), Claim::Subnet(y)) if subnets_overlap(*x, *y) => {
             Some(format!("{y} overlaps {x} of network {:?}", a.network))

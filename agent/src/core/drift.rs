@@ -17,6 +17,10 @@ pub enum Resource {
     Dnsmasq,
     Port,
     Lease,
+    /// An overlay's VXLAN device.
+    Vxlan,
+    /// A flood entry of a VXLAN device: one remote peer.
+    Fdb,
 }
 
 impl fmt::Display for Resource {
@@ -30,6 +34,8 @@ impl fmt::Display for Resource {
             Resource::Dnsmasq => "dnsmasq",
             Resource::Port => "port",
             Resource::Lease => "lease",
+            Resource::Vxlan => "vxlan",
+            Resource::Fdb => "fdb",
         })
     }
 }

@@ -1,5 +1,6 @@
-//! Ownership without stored state: a link is kvmnet's when it is a bridge
-//! with the alias `kvmnet:<network>`, a rule when its comment is.
+//! Ownership without stored state: a link is kvmnet's when it is of a kind
+//! kvmnet creates (a bridge, an overlay's VXLAN device) with the alias
+//! `kvmnet:<network>`, a rule when its comment is.
 
 use crate::kernel::Link;
 
@@ -10,12 +11,20 @@ pub fn owner_alias(network: &str) -> String {
     format!("{ALIAS_PREFIX}{network}")
 }
 
-/// The network a link belongs to, if kvmnet owns it: a bridge (the only
-/// kind of link kvmnet creates) with the alias `kvmnet:<network>`. Another
-/// kind carrying that alias (copied onto a NIC or a veth by someone) is not
-/// ours: never deleted, never reported as our bridge.
+/// The kinds of link kvmnet creates: networks' bridges and overlays'
+/// VXLAN devices.
+const OWNED_KINDS: [&str; 2] = ["bridge", "vxlan"];
+
+/// The network a link belongs to, if kvmnet owns it: a link of a kind
+/// kvmnet creates (a bridge, a VXLAN device) with the alias
+/// `kvmnet:<network>`. Another kind carrying that alias (copied onto a NIC
+/// or a veth by someone) is not ours: never deleted, never reported as ours.
 pub fn link_owner(link: &Link) -> Option<&str> {
-    if link.kind.as_deref() != Some("bridge") {
+    if !link
+        .kind
+        .as_deref()
+        .is_some_and(|k| OWNED_KINDS.contains(&k))
+    {
         return None;
     }
     link.alias.as_deref()?.strip_prefix(ALIAS_PREFIX)

@@ -552,7 +552,9 @@ fn concerns_us(event: &KernelEvent, reconciler: &Reconciler) -> bool {
                 || reconciler.owns_link(*index)
                 || master.is_some_and(|m| reconciler.owns_link(m))
         }
-        KernelEvent::Address { index } => reconciler.owns_link(*index),
+        KernelEvent::Address { index } | KernelEvent::FloodEntry { index } => {
+            reconciler.owns_link(*index)
+        }
         KernelEvent::Route { oif, protocol } => {
             *protocol == crate::kernel::RTPROT_KVMNET
                 || oif.is_some_and(|i| reconciler.owns_link(i))

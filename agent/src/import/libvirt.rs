@@ -206,6 +206,7 @@ impl Converter {
             routes: Vec::new(),
             port_forwards: Vec::new(),
             probe: None,
+            overlay: None,
             dnsmasq: None,
         };
         let mut dns = DnsConfig::default();

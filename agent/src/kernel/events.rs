@@ -1,15 +1,17 @@
 //! Kernel change notifications: rtnetlink multicast groups for links,
-//! addresses and routes, decoded into the little the daemon needs to decide
+//! addresses, routes and forwarding entries, decoded into the little the daemon needs to decide
 //! whether a change concerns kvmnet's objects.
 
 use futures_util::StreamExt;
 use rtnetlink::constants::{
     RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE, RTMGRP_LINK,
+    RTMGRP_NEIGH,
 };
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::neighbour::NeighbourAttribute;
 use rtnetlink::packet_route::route::RouteAttribute;
-use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{AsyncSocket, SocketAddr};
 use tokio::sync::mpsc;
 
@@ -32,14 +34,19 @@ pub enum KernelEvent {
         oif: Option<u32>,
         protocol: u8,
     },
+    /// An all-zeros (flood) forwarding entry of a VXLAN device added or
+    /// removed. Other neighbour changes (ARP, learnt MACs) are not events.
+    FloodEntry {
+        index: u32,
+    },
 }
 
-/// Subscribes to link, address and route changes of the calling thread's
+/// Subscribes to link, address, route and flood entry changes of the calling thread's
 /// network namespace. Events arrive on the returned channel until it is
 /// dropped. A socket overrun (ENOBUFS, events lost) cannot be told apart
 /// here, which is why the daemon also runs full passes on a timer.
 pub fn subscribe() -> Result<mpsc::UnboundedReceiver<KernelEvent>> {
-    let op = "subscribe to kernel link, address and route events";
+    let op = "subscribe to kernel link, address, route and forwarding entry events";
     let (mut conn, _handle, mut messages) =
         rtnetlink::new_connection().map_err(|source| KernelError::Io {
             op: op.into(),
@@ -49,7 +56,8 @@ pub fn subscribe() -> Result<mpsc::UnboundedReceiver<KernelEvent>> {
         | RTMGRP_IPV4_IFADDR
         | RTMGRP_IPV6_IFADDR
         | RTMGRP_IPV4_ROUTE
-        | RTMGRP_IPV6_ROUTE;
+        | RTMGRP_IPV6_ROUTE
+        | RTMGRP_NEIGH;
     conn.socket_mut()
         .socket_mut()
         .bind(&SocketAddr::new(0, groups))
@@ -108,6 +116,15 @@ fn decode(message: RouteNetlinkMessage) -> Option<KernelEvent> {
             Some(KernelEvent::Route {
                 oif,
                 protocol: m.header.protocol.into(),
+            })
+        }
+        RouteNetlinkMessage::NewNeighbour(m) | RouteNetlinkMessage::DelNeighbour(m) => {
+            let flood = m.header.family == AddressFamily::Bridge
+                && m.attributes.iter().any(
+                    |a| matches!(a, NeighbourAttribute::LinkLayerAddress(mac) if *mac == [0; 6]),
+                );
+            flood.then_some(KernelEvent::FloodEntry {
+                index: m.header.ifindex,
             })
         }
         _ => None,

@@ -22,8 +22,11 @@ use rtnetlink::sys::AsyncSocket;
 use rtnetlink::Handle;
 
 pub use error::{KernelError, Result};
-pub use snapshot::{Address, BridgeAttrs, Link, Route, Snapshot};
-pub use write::{BridgeSettings, LinkRef, RouteSpec};
+/// Only the simulated kernel of the planner's tests builds entries.
+#[cfg(test)]
+pub use snapshot::FdbEntry;
+pub use snapshot::{Address, BridgeAttrs, Link, Route, Snapshot, VxlanAttrs};
+pub use write::{BridgeSettings, LinkRef, RouteSpec, VxlanSettings};
 
 /// kvmnet's routing protocol number: `rtm_protocol` of the routes it installs
 /// and `IFA_PROTO` of the addresses it adds, which is how it recognises its
@@ -56,6 +59,7 @@ struct Sockets {
     addresses: Handle,
     routes_v4: Handle,
     routes_v6: Handle,
+    neighbours: Handle,
 }
 
 impl Netlink {
@@ -71,6 +75,7 @@ impl Netlink {
                 addresses: open_socket()?,
                 routes_v4: open_socket()?,
                 routes_v6: open_socket()?,
+                neighbours: open_socket()?,
             },
             dump_lock: tokio::sync::Mutex::new(()),
             writes: AtomicU64::new(0),

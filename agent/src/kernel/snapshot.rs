@@ -6,7 +6,8 @@ use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::{
     address::{AddressAttribute, AddressFlags, AddressMessage},
-    link::{InfoBridge, InfoData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+    link::{InfoBridge, InfoData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteVia},
     AddressFamily,
 };
@@ -36,6 +37,8 @@ pub struct Link {
     pub alias: Option<String>,
     /// Present for bridges only.
     pub bridge: Option<BridgeAttrs>,
+    /// Present for VXLAN devices only.
+    pub vxlan: Option<VxlanAttrs>,
     /// IFLA_GROUP (0 is the default group).
     pub group: u32,
 }
@@ -71,6 +74,33 @@ impl BridgeAttrs {
             ..self
         }
     }
+}
+
+/// The VXLAN attributes kvmnet manages (IFLA_VXLAN_*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VxlanAttrs {
+    /// IFLA_VXLAN_ID, the VNI.
+    pub vni: u32,
+    /// IFLA_VXLAN_PORT, the UDP destination port (the kernel's default 8472
+    /// when created without one).
+    pub port: u16,
+    /// IFLA_VXLAN_LOCAL or LOCAL6: the source address of the tunnel.
+    pub local: Option<IpAddr>,
+    /// IFLA_VXLAN_LINK: index of the underlay device.
+    pub dev: Option<u32>,
+    /// IFLA_VXLAN_LEARNING: remote MACs are learnt from the data plane.
+    pub learning: bool,
+}
+
+/// A forwarding entry of a VXLAN device that sends frames for `mac` to the
+/// remote tunnel endpoint `dst` (`bridge fdb ... dev vx0 dst 10.0.0.2
+/// self`). The all-zeros MAC is the default entry: broadcast, unknown
+/// unicast and multicast go to every such `dst`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbEntry {
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub dst: IpAddr,
 }
 
 /// Forward delays the kernel accepts while STP is on
@@ -128,6 +158,8 @@ pub struct Snapshot {
     pub links: Vec<Link>,
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
+    /// Forwarding entries with a remote endpoint (those of VXLAN devices).
+    pub fdb: Vec<FdbEntry>,
 }
 
 impl Snapshot {
@@ -142,10 +174,20 @@ impl Snapshot {
     pub fn addresses_of(&self, index: u32) -> impl Iterator<Item = &Address> {
         self.addresses.iter().filter(move |a| a.index == index)
     }
+
+    /// The remote endpoints of `index`'s all-zeros (default) forwarding
+    /// entries: where its broadcast and unknown unicast go.
+    pub fn flood_remotes_of(&self, index: u32) -> impl Iterator<Item = IpAddr> + '_ {
+        self.fdb
+            .iter()
+            .filter(move |e| e.index == index && e.mac == [0; 6])
+            .map(|e| e.dst)
+    }
 }
 
 impl Netlink {
-    /// Observes links, addresses and routes (IPv4 and IPv6): four dumps, one
+    /// Observes links, addresses, routes (IPv4 and IPv6) and the forwarding
+    /// entries of VXLAN devices: five dumps, one
     /// per object type and family, run concurrently, each on its own socket.
     /// A netlink socket runs one dump at a time (the kernel answers a dump
     /// request with EBUSY while another is unfinished); on one socket
@@ -205,13 +247,26 @@ impl Netlink {
                 .await
                 .map_err(|e| KernelError::netlink("dump IPv6 routes", e))
         };
-        let (links, addresses, mut routes, routes_v6) =
-            futures_util::try_join!(links, addresses, routes_v4, routes_v6)?;
+        let fdb = async {
+            self.sockets
+                .neighbours
+                .neighbours()
+                .get()
+                .set_address_family(AddressFamily::Bridge)
+                .execute()
+                .try_filter_map(|m| async move { Ok(parse_fdb_remote(&m)) })
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| KernelError::netlink("dump bridge forwarding entries", e))
+        };
+        let (links, addresses, mut routes, routes_v6, fdb) =
+            futures_util::try_join!(links, addresses, routes_v4, routes_v6, fdb)?;
         routes.extend(routes_v6);
         Ok(Snapshot {
             links,
             addresses,
             routes,
+            fdb,
         })
     }
 }
@@ -227,6 +282,7 @@ fn parse_link(msg: &LinkMessage) -> Link {
         master: None,
         alias: None,
         bridge: None,
+        vxlan: None,
         group: 0,
     };
     for attr in &msg.attributes {
@@ -243,6 +299,9 @@ fn parse_link(msg: &LinkMessage) -> Link {
                         LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
                         LinkInfo::Data(InfoData::Bridge(attrs)) => {
                             link.bridge = Some(parse_bridge(attrs))
+                        }
+                        LinkInfo::Data(InfoData::Vxlan(attrs)) => {
+                            link.vxlan = Some(parse_vxlan(attrs))
                         }
                         _ => {}
                     }
@@ -267,6 +326,66 @@ fn parse_bridge(attrs: &[InfoBridge]) -> BridgeAttrs {
         }
     }
     bridge
+}
+
+fn parse_vxlan(attrs: &[InfoVxlan]) -> VxlanAttrs {
+    let mut vxlan = VxlanAttrs {
+        vni: 0,
+        port: 0,
+        local: None,
+        dev: None,
+        learning: false,
+    };
+    for attr in attrs {
+        match attr {
+            InfoVxlan::Id(vni) => vxlan.vni = *vni,
+            InfoVxlan::Port(port) => vxlan.port = *port,
+            InfoVxlan::Local(ip) => vxlan.local = Some(IpAddr::V4(*ip)),
+            InfoVxlan::Local6(ip) => vxlan.local = Some(IpAddr::V6(*ip)),
+            InfoVxlan::Link(index) => vxlan.dev = Some(*index).filter(|&i| i != 0),
+            InfoVxlan::Learning(on) => vxlan.learning = *on,
+            _ => {}
+        }
+    }
+    vxlan
+}
+
+/// A forwarding entry with a remote endpoint (NDA_DST); `None` for the
+/// bridges' own entries, which have none.
+fn parse_fdb_remote(msg: &NeighbourMessage) -> Option<FdbEntry> {
+    let mut mac = None;
+    let mut dst = None;
+    for attr in &msg.attributes {
+        match attr {
+            NeighbourAttribute::LinkLayerAddress(lladdr) => {
+                mac = <[u8; 6]>::try_from(lladdr.as_slice()).ok()
+            }
+            NeighbourAttribute::Destination(address) => dst = remote_address(address),
+            _ => {}
+        }
+    }
+    Some(FdbEntry {
+        index: msg.header.ifindex,
+        mac: mac?,
+        dst: dst?,
+    })
+}
+
+/// NDA_DST of a bridge forwarding entry: 4 or 16 bytes, which the decoder
+/// leaves undecoded since the message's family (AF_BRIDGE) is not an IP one.
+fn remote_address(address: &NeighbourAddress) -> Option<IpAddr> {
+    match address {
+        NeighbourAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
+        NeighbourAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+        NeighbourAddress::Other(bytes) => match bytes.len() {
+            4 => <[u8; 4]>::try_from(bytes.as_slice()).ok().map(IpAddr::from),
+            16 => <[u8; 16]>::try_from(bytes.as_slice())
+                .ok()
+                .map(IpAddr::from),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Returns `None` for messages without an address (none seen in practice).

@@ -75,6 +75,95 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 #[ignore = "needs root (a network namespace): scripts/test.sh runs it"]
+fn create_vxlan_enslave_it_and_edit_its_flood_entries() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect().unwrap();
+        // The underlay: one end of a veth pair with this host's address.
+        nl.sockets
+            .links
+            .link()
+            .add(LinkVeth::new("under0", "under1").build())
+            .execute()
+            .await
+            .unwrap();
+        let under = observe_link(&nl, "under0").await;
+        nl.add_address((&under).into(), ip("10.77.0.1"), 24)
+            .await
+            .unwrap();
+        let bridge = create_bridge(&nl, "br-ov", &bridge_settings(false, 0)).await;
+        let settings = VxlanSettings {
+            vni: 4242,
+            port: 4789,
+            local: ip("10.77.0.1"),
+            dev: Some(under.index),
+            mtu: Some(1450),
+        };
+        let index = assert_send(nl.create_vxlan("vx-ov", "kvmnet:ov", &settings))
+            .await
+            .unwrap();
+        let vx = observe_link(&nl, "vx-ov").await;
+        assert_eq!(vx.index, index);
+        assert_eq!(vx.kind.as_deref(), Some("vxlan"));
+        assert_eq!(vx.alias.as_deref(), Some("kvmnet:ov"));
+        assert_eq!(vx.mtu, 1450);
+        assert!(!vx.admin_up);
+        assert_eq!(
+            vx.vxlan,
+            Some(VxlanAttrs {
+                vni: 4242,
+                port: 4789,
+                local: Some(ip("10.77.0.1")),
+                dev: Some(under.index),
+                learning: true,
+            })
+        );
+        nl.set_master((&vx).into(), Some((&bridge).into()))
+            .await
+            .unwrap();
+        nl.set_up((&vx).into(), true).await.unwrap();
+        let vx = observe_link(&nl, "vx-ov").await;
+        assert_eq!(vx.master, Some(bridge.index));
+
+        for peer in ["10.77.0.2", "10.77.0.3"] {
+            nl.add_flood_remote((&vx).into(), ip(peer)).await.unwrap();
+        }
+        let remotes = |s: &Snapshot| {
+            let mut r: Vec<IpAddr> = s.flood_remotes_of(index).collect();
+            r.sort();
+            r
+        };
+        let snapshot = nl.snapshot().await.unwrap();
+        assert_eq!(remotes(&snapshot), [ip("10.77.0.2"), ip("10.77.0.3")]);
+        // The bridge's own entries (its MAC, the ports') have no remote.
+        assert!(snapshot.fdb.iter().all(|e| e.index == index));
+
+        nl.delete_flood_remote((&vx).into(), ip("10.77.0.2"))
+            .await
+            .unwrap();
+        let snapshot = nl.snapshot().await.unwrap();
+        assert_eq!(remotes(&snapshot), [ip("10.77.0.3")]);
+        // Deleting a remote that is not there is no error (kernel's choice).
+        nl.delete_flood_remote((&vx).into(), ip("10.77.0.2"))
+            .await
+            .unwrap();
+        let gone = LinkRef {
+            index: 999_999,
+            name: "gone",
+        };
+        let err = nl
+            .add_flood_remote(gone, ip("10.77.0.2"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("add flood entry to 10.77.0.2 on gone (index 999999)"),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs root (a network namespace): scripts/test.sh runs it"]
 fn create_bridge_with_all_settings_and_observe_them() {
     in_new_netns(|| async {
         let nl = Netlink::connect().unwrap();
@@ -108,6 +197,7 @@ fn create_bridge_with_all_settings_and_observe_them() {
                     stp: true,
                     forward_delay_cs: 200
                 }),
+                vxlan: None,
                 group: 0,
             }
         );

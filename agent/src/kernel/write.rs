@@ -7,15 +7,23 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
+use rtnetlink::packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
+};
 use rtnetlink::packet_route::{
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressProtocol},
     link::{BridgeStpState, InfoKind, LinkAttribute, LinkMessage},
+    neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+    },
     route::{RouteMessage, RouteProtocol, RouteScope, RouteType},
+    AddressFamily, RouteNetlinkMessage,
 };
 use rtnetlink::{
-    AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+    AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVxlan,
+    RouteMessageBuilder,
 };
 
 use super::error::{KernelError, Result};
@@ -54,6 +62,38 @@ pub struct BridgeSettings {
     pub mtu: Option<u32>,
     /// `None`: a random address chosen by the kernel.
     pub mac: Option<[u8; 6]>,
+}
+
+/// Settings of a VXLAN device to create. Learning is always on: the
+/// remote guests' MACs are learnt from the traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanSettings {
+    pub vni: u32,
+    pub port: u16,
+    /// The tunnel's source address: this host's peer address.
+    pub local: IpAddr,
+    /// Index of the underlay device; `None`: the route to each peer decides.
+    pub dev: Option<u32>,
+    /// `None`: the kernel's default (the underlay's MTU less the headers).
+    pub mtu: Option<u32>,
+}
+
+/// The all-zeros forwarding entry of a VXLAN device towards `dst`, on the
+/// device itself (NTF_SELF), not on the bridge it is a port of.
+fn flood_entry(link: LinkRef<'_>, dst: IpAddr) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    msg.header.ifindex = link.index;
+    msg.header.state = NeighbourState::Permanent;
+    msg.header.flags = NeighbourFlags::Own;
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(vec![0; 6]));
+    msg.attributes
+        .push(NeighbourAttribute::Destination(match dst {
+            IpAddr::V4(ip) => NeighbourAddress::Inet(ip),
+            IpAddr::V6(ip) => NeighbourAddress::Inet6(ip),
+        }));
+    msg
 }
 
 /// A route kvmnet installs: always in the main table, with protocol
@@ -128,7 +168,53 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| KernelError::netlink(&op, e))?;
+        self.mark_new_link("bridge", name, alias, settings.mtu)
+            .await
+    }
 
+    /// Creates VXLAN device `name` marked with `alias`, down, and returns
+    /// its ifindex. As for bridges (see [`Netlink::create_bridge`]), alias
+    /// and MTU are set by a second message.
+    pub async fn create_vxlan(
+        &self,
+        name: &str,
+        alias: &str,
+        settings: &VxlanSettings,
+    ) -> Result<u32> {
+        let op = format!("create VXLAN device {name} (VNI {})", settings.vni);
+        let mut builder = LinkVxlan::new(name, settings.vni)
+            .port(settings.port)
+            .learning(true);
+        builder = match settings.local {
+            IpAddr::V4(local) => builder.local(local),
+            IpAddr::V6(local) => builder.local6(local),
+        };
+        if let Some(dev) = settings.dev {
+            builder = builder.dev(dev);
+        }
+        self.count_write();
+        self.sockets
+            .links
+            .link()
+            .add(builder.build())
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(&op, e))?;
+        self.mark_new_link("VXLAN device", name, alias, settings.mtu)
+            .await
+    }
+
+    /// Looks up the link just created as `name` (a `kind` such as "bridge")
+    /// and sets its alias and MTU; if that fails, deletes it again (a third
+    /// write) rather than leave it without the alias that marks it as
+    /// kvmnet's.
+    async fn mark_new_link(
+        &self,
+        kind: &str,
+        name: &str,
+        alias: &str,
+        mtu: Option<u32>,
+    ) -> Result<u32> {
         // The ack carries no ifindex; a read by name is not a write.
         let index = self
             .sockets
@@ -139,25 +225,64 @@ impl Netlink {
             .execute()
             .try_next()
             .await
-            .map_err(|e| KernelError::netlink(format!("look up new bridge {name}"), e))?
+            .map_err(|e| KernelError::netlink(format!("look up new {kind} {name}"), e))?
             .map(|m| m.header.index)
             .ok_or_else(|| KernelError::Invalid {
-                op: format!("look up new bridge {name}"),
+                op: format!("look up new {kind} {name}"),
                 reason: "the kernel returned no link".into(),
             })?;
         let link = LinkRef { index, name };
 
         let mut builder = LinkUnspec::new_with_index(index).alias(alias);
-        if let Some(mtu) = settings.mtu {
+        if let Some(mtu) = mtu {
             builder = builder.mtu(mtu);
         }
-        let op = format!("set alias {alias:?} and MTU on new bridge {link}");
+        let op = format!("set alias {alias:?} and MTU on new {kind} {link}");
         if let Err(err) = self.change_link(op, builder.build()).await {
             // Best effort: the original error is the one worth reporting.
             let _ = self.delete_link(link).await;
             return Err(err);
         }
         Ok(index)
+    }
+
+    /// Adds `dst` to the all-zeros forwarding entry of VXLAN device `link`
+    /// (`bridge fdb append 00:00:00:00:00:00 dev LINK dst DST self`):
+    /// broadcast and unknown unicast are then sent to `dst` too.
+    pub async fn add_flood_remote(&self, link: LinkRef<'_>, dst: IpAddr) -> Result<()> {
+        // NLM_F_APPEND: the all-zeros entry holds one remote per peer; with
+        // NLM_F_EXCL (rtnetlink's default) a second remote is refused.
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
+        let msg = RouteNetlinkMessage::NewNeighbour(flood_entry(link, dst));
+        self.fdb_request(format!("add flood entry to {dst} on {link}"), msg, flags)
+            .await
+    }
+
+    /// Removes `dst` from the all-zeros forwarding entry of `link`.
+    pub async fn delete_flood_remote(&self, link: LinkRef<'_>, dst: IpAddr) -> Result<()> {
+        let msg = RouteNetlinkMessage::DelNeighbour(flood_entry(link, dst));
+        let flags = NLM_F_REQUEST | NLM_F_ACK;
+        self.fdb_request(format!("delete flood entry to {dst} on {link}"), msg, flags)
+            .await
+    }
+
+    async fn fdb_request(&self, op: String, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
+        self.count_write();
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = flags;
+        let mut handle = self.sockets.links.clone();
+        let mut response = handle
+            .request(req)
+            .map_err(|e| KernelError::netlink(&op, e))?;
+        while let Some(message) = response.next().await {
+            if let NetlinkPayload::Error(err) = message.payload {
+                return Err(KernelError::netlink(
+                    &op,
+                    rtnetlink::Error::NetlinkError(err),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Sets IFLA_IFALIAS; an empty alias removes it. kvmnet marks a link

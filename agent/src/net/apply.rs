@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::core::{Outcome, StepResult};
 use crate::kernel::sysctl::{Sysctl, Sysctls};
-use crate::kernel::{KernelError, LinkRef, Netlink, RouteSpec, Snapshot};
+use crate::kernel::{KernelError, LinkRef, Netlink, RouteSpec, Snapshot, VxlanSettings};
 use crate::net::bridged::rollback;
 use crate::net::plan::{Action, Step};
 
@@ -195,6 +195,32 @@ async fn run_kernel(
             netlink.delete_link(link(indexes, l)?).await?;
             indexes.remove(l);
             Ok(())
+        }
+        Action::CreateVxlan {
+            name,
+            alias,
+            vni,
+            port,
+            local,
+            dev,
+            mtu,
+        } => {
+            let settings = VxlanSettings {
+                vni: *vni,
+                port: *port,
+                local: *local,
+                dev: Some(link(indexes, dev)?.index),
+                mtu: *mtu,
+            };
+            let index = netlink.create_vxlan(name, alias, &settings).await?;
+            indexes.insert(name.clone(), index);
+            Ok(())
+        }
+        Action::AddFloodRemote { link: l, peer } => {
+            netlink.add_flood_remote(link(indexes, l)?, *peer).await
+        }
+        Action::DeleteFloodRemote { link: l, peer } => {
+            netlink.delete_flood_remote(link(indexes, l)?, *peer).await
         }
         Action::AddAddress {
             link: l,

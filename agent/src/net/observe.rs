@@ -1,7 +1,7 @@
 //! Observation: what the kernel holds now, read in one dump per object type
 //! plus the few sysctls kvmnet manages.
 
-use crate::config::desired::DesiredState;
+use crate::config::desired::{DesiredState, HostLink};
 use crate::kernel::sysctl::Sysctls;
 use crate::kernel::{Netlink, Result, Snapshot};
 use crate::net::wanted::{sysctl_keys, SysctlValues};
@@ -29,4 +29,18 @@ pub async fn observe(
         kernel,
         sysctls: values,
     })
+}
+
+/// The host's links with their addresses, from which each overlay network
+/// finds this host's peer address and underlay.
+pub fn host_links(snapshot: &Snapshot) -> Vec<HostLink> {
+    snapshot
+        .links
+        .iter()
+        .map(|l| HostLink {
+            name: l.name.clone(),
+            mtu: l.mtu,
+            addresses: snapshot.addresses_of(l.index).map(|a| a.address).collect(),
+        })
+        .collect()
 }

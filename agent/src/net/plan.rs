@@ -12,11 +12,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::desired::{DesiredNetwork, DesiredState};
+use crate::config::desired::{DesiredNetwork, DesiredState, HostOverlay};
 use crate::config::model::{MacAddr, Mode};
 use crate::core::{link_owner, owner_alias, Change, Drift, Failure, Resource};
 use crate::kernel::sysctl::Sysctl;
-use crate::kernel::{BridgeAttrs, BridgeSettings, Link, Snapshot, RTPROT_KVMNET, RT_TABLE_MAIN};
+use crate::kernel::{
+    BridgeAttrs, BridgeSettings, Link, Snapshot, VxlanAttrs, RTPROT_KVMNET, RT_TABLE_MAIN,
+};
 use crate::net::bridged::lan::movable_addresses;
 use crate::net::bridged::takeover::{self, GiveBack, TakeOver};
 use crate::net::memory::Remembered;
@@ -60,6 +62,26 @@ pub enum Action {
     },
     DeleteLink {
         link: String,
+    },
+    /// An overlay's VXLAN device, created down and outside any bridge.
+    CreateVxlan {
+        name: String,
+        alias: String,
+        vni: u32,
+        port: u16,
+        local: IpAddr,
+        /// The underlay interface.
+        dev: String,
+        mtu: Option<u32>,
+    },
+    /// Adds `peer` to the flood list (all-zeros entry) of VXLAN device `link`.
+    AddFloodRemote {
+        link: String,
+        peer: IpAddr,
+    },
+    DeleteFloodRemote {
+        link: String,
+        peer: IpAddr,
     },
     AddAddress {
         link: String,
@@ -108,6 +130,23 @@ impl fmt::Display for Action {
             Action::SetUp { link } => write!(f, "bring {link} up"),
             Action::SetMaster { link, master } => write!(f, "enslave {link} to {master}"),
             Action::DeleteLink { link } => write!(f, "delete link {link}"),
+            Action::CreateVxlan {
+                name,
+                vni,
+                port,
+                local,
+                dev,
+                ..
+            } => write!(
+                f,
+                "create VXLAN device {name} (VNI {vni}, local {local}, port {port}, dev {dev})"
+            ),
+            Action::AddFloodRemote { link, peer } => {
+                write!(f, "add flood entry to {peer} on {link}")
+            }
+            Action::DeleteFloodRemote { link, peer } => {
+                write!(f, "delete flood entry to {peer} on {link}")
+            }
             Action::AddAddress {
                 link,
                 address,
@@ -285,22 +324,29 @@ impl Planner<'_> {
     fn plan_removals(&mut self, desired: &DesiredState, options: PlanOptions) -> BTreeSet<String> {
         let mut removed = BTreeSet::new();
         let snapshot = self.snapshot();
-        let stale: Vec<(String, String)> = snapshot
+        let stale: Vec<(String, String, Resource)> = snapshot
             .links
             .iter()
-            .filter_map(|l| link_owner(l).map(|owner| (owner.to_string(), l.name.clone())))
-            .filter(|(owner, name)| {
-                desired
-                    .networks
-                    .get(owner)
-                    .is_none_or(|n| n.bridge != *name)
+            .filter_map(|l| {
+                // Ownership is kind-aware: our links are bridges and the
+                // overlays' VXLAN devices.
+                let resource = match l.kind.as_deref() {
+                    Some("vxlan") => Resource::Vxlan,
+                    _ => Resource::Bridge,
+                };
+                link_owner(l).map(|owner| (owner.to_string(), l.name.clone(), resource))
+            })
+            .filter(|(owner, name, _)| {
+                desired.networks.get(owner).is_none_or(|n| {
+                    n.bridge != *name && n.overlay.as_ref().is_none_or(|o| o.device != *name)
+                })
             })
             .collect();
         if !options.prune {
             return removed;
         }
-        for (owner, name) in stale {
-            self.drift(Some(&owner), Resource::Bridge, name.clone(), Change::Extra);
+        for (owner, name, resource) in stale {
+            self.drift(Some(&owner), resource, name.clone(), Change::Extra);
             let snapshot = self.snapshot();
             let give_back = snapshot.link_by_name(&name).and_then(|bridge| {
                 takeover::uplink_of(snapshot, bridge)
@@ -381,7 +427,10 @@ impl Planner<'_> {
             self.plan_bridged(net, uplink, removed);
             return;
         }
-        if let Some(message) = self.subnet_in_use(net) {
+        if let Some(message) = self
+            .subnet_in_use(net)
+            .or_else(|| self.overlay_problem(net))
+        {
             self.fail(name, message);
             return;
         }
@@ -391,6 +440,13 @@ impl Planner<'_> {
         let link = match existing {
             Some(link) if removed.contains(&link.name) => None,
             Some(link) => match link_owner(&link) {
+                Some(owner) if link.kind.as_deref() != Some("bridge") => {
+                    self.fail(name, format!(
+                        "bridge name {} is taken by the VXLAN device of network {owner:?}; rename the bridge (bridge.name)",
+                        net.bridge
+                    ));
+                    return;
+                }
                 Some(owner) if owner == name => Some(link),
                 Some(owner) => {
                     self.fail(name, format!(
@@ -461,6 +517,293 @@ impl Planner<'_> {
         if link.is_none() {
             self.plan_port_reattach(net, old_index);
         }
+        if let Some(overlay) = &net.overlay {
+            self.plan_vxlan(net, overlay, link.as_ref(), removed);
+        }
+    }
+
+    /// Why an overlay network cannot run on this host: this host's part of
+    /// it did not resolve, or its VXLAN device's name is taken.
+    fn overlay_problem(&self, net: &DesiredNetwork) -> Option<String> {
+        let overlay = net.overlay.as_ref()?;
+        if let Some(problem) = &overlay.problem {
+            return Some(problem.clone());
+        }
+        let device = self.snapshot().link_by_name(&overlay.device)?;
+        let kind = device.kind.as_deref().unwrap_or("device");
+        match link_owner(device) {
+            Some(owner) if owner == net.name => None,
+            Some(owner) => Some(format!(
+                "VXLAN device name {} is taken by network {owner:?}, which kvmnet still runs (its file was rejected?)",
+                overlay.device
+            )),
+            None if self.is_interrupted_vxlan_create(net, device) => None,
+            None => Some(format!(
+                "VXLAN device name {} is taken by a {kind} kvmnet does not own; remove that link",
+                overlay.device
+            )),
+        }
+    }
+
+    /// A VXLAN device kvmnet was killed in the middle of creating (the alias
+    /// is a second request): the wanted name, no alias, and this host's VNI,
+    /// port and local address, which the kernel gives one device only.
+    fn is_interrupted_vxlan_create(&self, net: &DesiredNetwork, device: &Link) -> bool {
+        let (Some(spec), Some(overlay), Some(found)) =
+            (&net.spec.overlay, &net.overlay, device.vxlan)
+        else {
+            return false;
+        };
+        device.kind.as_deref() == Some("vxlan")
+            && device.alias.as_deref().is_none_or(str::is_empty)
+            && found.vni == spec.vxlan.vni
+            && found.port == spec.vxlan.port
+            && found.local.is_some()
+            && found.local == overlay.local
+    }
+
+    /// The overlay's VXLAN device, a port of the bridge, up, with one flood
+    /// entry per remote peer. Its VNI, port, local address, underlay and
+    /// learning are fixed at creation (the kernel refuses to change them):
+    /// a device that differs is recreated. A peer added or removed changes
+    /// only the flood entries.
+    fn plan_vxlan(
+        &mut self,
+        net: &DesiredNetwork,
+        overlay: &HostOverlay,
+        bridge: Option<&Link>,
+        removed: &BTreeSet<String>,
+    ) {
+        let name = net.name.as_str();
+        let device = overlay.device.as_str();
+        let (Some(spec), Some(local), Some(dev)) =
+            (&net.spec.overlay, overlay.local, overlay.dev.clone())
+        else {
+            return;
+        };
+        let wanted = VxlanAttrs {
+            vni: spec.vxlan.vni,
+            port: spec.vxlan.port,
+            local: Some(local),
+            dev: self.snapshot().link_by_name(&dev).map(|l| l.index),
+            learning: true,
+        };
+        let existing = self
+            .snapshot()
+            .link_by_name(device)
+            .filter(|l| !removed.contains(&l.name))
+            .cloned();
+        let kept = match existing {
+            None => {
+                self.drift(Some(name), Resource::Vxlan, device.into(), Change::Missing);
+                None
+            }
+            Some(link) => {
+                if link_owner(&link).is_none() {
+                    // Created by a pass killed before it set the alias.
+                    self.changed(
+                        name,
+                        Resource::Vxlan,
+                        device,
+                        "alias",
+                        owner_alias(name),
+                        "none".into(),
+                    );
+                    self.step(
+                        Some(name),
+                        Action::SetAlias {
+                            link: device.into(),
+                            alias: owner_alias(name),
+                        },
+                    );
+                }
+                let kind = link.kind.as_deref().unwrap_or("device");
+                let fits = match (kind, link.vxlan) {
+                    ("vxlan", Some(found)) => self.vxlan_differences(name, device, wanted, found),
+                    _ => {
+                        self.changed(
+                            name,
+                            Resource::Vxlan,
+                            device,
+                            "kind",
+                            "vxlan".into(),
+                            kind.into(),
+                        );
+                        false
+                    }
+                };
+                if !fits {
+                    self.step(
+                        Some(name),
+                        Action::DeleteLink {
+                            link: device.into(),
+                        },
+                    );
+                }
+                fits.then_some(link)
+            }
+        };
+        let Some(link) = kept else {
+            self.step(
+                Some(name),
+                Action::CreateVxlan {
+                    name: device.into(),
+                    alias: owner_alias(name),
+                    vni: wanted.vni,
+                    port: wanted.port,
+                    local,
+                    dev,
+                    mtu: overlay.mtu,
+                },
+            );
+            self.step(
+                Some(name),
+                Action::SetMaster {
+                    link: device.into(),
+                    master: net.bridge.clone(),
+                },
+            );
+            self.step(
+                Some(name),
+                Action::SetUp {
+                    link: device.into(),
+                },
+            );
+            for &peer in &overlay.remotes {
+                self.step(
+                    Some(name),
+                    Action::AddFloodRemote {
+                        link: device.into(),
+                        peer,
+                    },
+                );
+            }
+            return;
+        };
+        if let Some(mtu) = overlay.mtu.filter(|&m| m != link.mtu) {
+            self.changed(
+                name,
+                Resource::Vxlan,
+                device,
+                "mtu",
+                mtu.to_string(),
+                link.mtu.to_string(),
+            );
+            self.step(
+                Some(name),
+                Action::SetMtu {
+                    link: device.into(),
+                    mtu,
+                },
+            );
+        }
+        let master = bridge.map(|b| b.index);
+        if master.is_none() || link.master != master {
+            if master.is_some() {
+                let found = link
+                    .master
+                    .and_then(|m| self.snapshot().link_by_index(m))
+                    .map_or("none".to_string(), |m| m.name.clone());
+                self.changed(
+                    name,
+                    Resource::Vxlan,
+                    device,
+                    "master",
+                    net.bridge.clone(),
+                    found,
+                );
+            }
+            self.step(
+                Some(name),
+                Action::SetMaster {
+                    link: device.into(),
+                    master: net.bridge.clone(),
+                },
+            );
+        }
+        if !link.admin_up {
+            self.changed(
+                name,
+                Resource::Vxlan,
+                device,
+                "state",
+                "up".into(),
+                "down".into(),
+            );
+            self.step(
+                Some(name),
+                Action::SetUp {
+                    link: device.into(),
+                },
+            );
+        }
+        let found: Vec<IpAddr> = self.snapshot().flood_remotes_of(link.index).collect();
+        for &peer in found.iter().filter(|p| !overlay.remotes.contains(p)) {
+            self.drift(
+                Some(name),
+                Resource::Fdb,
+                format!("{peer} on {device}"),
+                Change::Extra,
+            );
+            self.step(
+                Some(name),
+                Action::DeleteFloodRemote {
+                    link: device.into(),
+                    peer,
+                },
+            );
+        }
+        for &peer in overlay.remotes.iter().filter(|p| !found.contains(p)) {
+            self.drift(
+                Some(name),
+                Resource::Fdb,
+                format!("{peer} on {device}"),
+                Change::Missing,
+            );
+            self.step(
+                Some(name),
+                Action::AddFloodRemote {
+                    link: device.into(),
+                    peer,
+                },
+            );
+        }
+    }
+
+    /// Records each attribute of a VXLAN device that differs from the
+    /// wanted one; returns whether none does.
+    fn vxlan_differences(
+        &mut self,
+        network: &str,
+        device: &str,
+        wanted: VxlanAttrs,
+        found: VxlanAttrs,
+    ) -> bool {
+        let show_ip = |ip: Option<IpAddr>| ip.map_or("none".to_string(), |ip| ip.to_string());
+        let show_dev = |index: Option<u32>| {
+            index
+                .map(|i| {
+                    self.snapshot()
+                        .link_by_index(i)
+                        .map_or(format!("index {i}"), |l| l.name.clone())
+                })
+                .unwrap_or_else(|| "none".to_string())
+        };
+        let differences = [
+            ("vni", wanted.vni.to_string(), found.vni.to_string()),
+            ("port", wanted.port.to_string(), found.port.to_string()),
+            ("local", show_ip(wanted.local), show_ip(found.local)),
+            ("dev", show_dev(wanted.dev), show_dev(found.dev)),
+            ("learning", on_off(wanted.learning), on_off(found.learning)),
+        ];
+        let mut fits = true;
+        for (field, wanted, found) in differences {
+            if wanted != found {
+                self.changed(network, Resource::Vxlan, device, field, wanted, found);
+                fits = false;
+            }
+        }
+        fits
     }
 
     /// `bridge.managed = false`: drift is reported, never repaired (no step).

@@ -48,6 +48,8 @@ pub fn learn(
             .links
             .iter()
             .filter(|l| l.master == Some(bridge.index))
+            // Our own ports (an overlay's VXLAN device) are planned as such.
+            .filter(|l| link_owner(l).is_none())
             .filter(|l| !is_uplink(net, &l.name))
             .map(|l| l.name.clone())
             .collect();

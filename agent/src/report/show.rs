@@ -32,6 +32,32 @@ pub struct NetworkView {
     /// The network's dnsmasq, when it needs one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dnsmasq: Option<DnsmasqView>,
+    /// An overlay network's VXLAN device and peers on this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayView>,
+}
+
+/// This host's part of an overlay: the VXLAN device as found, and each
+/// peer with whether its flood entry is there.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverlayView {
+    pub device: String,
+    pub vni: u32,
+    /// "gateway" (layer 3 here), "layer 2" or "not a peer".
+    pub role: &'static str,
+    /// "up, port of BRIDGE", "down", "missing"...
+    pub state: String,
+    pub peers: Vec<PeerView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    pub address: String,
+    /// This host's own address.
+    pub local: bool,
+    /// Remote peers: whether the device's flood entry to it is there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flood_entry: Option<bool>,
 }
 
 /// The network's dnsmasq: wanted running; found running with this pid, or not.
@@ -97,6 +123,7 @@ pub fn views(
                 dnsmasq: wants_dnsmasq(n).then(|| DnsmasqView {
                     pid: dnsmasq_pids.get(&n.name).copied(),
                 }),
+                overlay: overlay_view(n, observed),
             }
         })
         .collect()
@@ -137,6 +164,53 @@ fn uplink_view(n: &DesiredNetwork, observed: &Observed) -> Option<UplinkView> {
         state,
         addresses,
         routes,
+    })
+}
+
+fn overlay_view(n: &DesiredNetwork, observed: &Observed) -> Option<OverlayView> {
+    let (Some(spec), Some(overlay)) = (&n.spec.overlay, &n.overlay) else {
+        return None;
+    };
+    let snapshot = &observed.kernel;
+    let device = snapshot.link_by_name(&overlay.device);
+    let state = match device {
+        None => "missing".to_string(),
+        Some(d) => {
+            let master = d
+                .master
+                .and_then(|m| snapshot.link_by_index(m))
+                .map_or("in no bridge".to_string(), |m| {
+                    format!("port of {}", m.name)
+                });
+            format!("{}, {master}", if d.admin_up { "up" } else { "down" })
+        }
+    };
+    let flooded: Vec<std::net::IpAddr> = device
+        .map(|d| snapshot.flood_remotes_of(d.index).collect())
+        .unwrap_or_default();
+    let peers = spec
+        .vxlan
+        .peers
+        .iter()
+        .map(|&peer| {
+            let local = overlay.local == Some(peer);
+            PeerView {
+                address: peer.to_string(),
+                local,
+                flood_entry: (!local).then(|| flooded.contains(&peer)),
+            }
+        })
+        .collect();
+    Some(OverlayView {
+        device: overlay.device.clone(),
+        vni: spec.vxlan.vni,
+        role: match (overlay.local, overlay.gateway) {
+            (None, _) => "not a peer",
+            (Some(_), true) => "gateway",
+            (Some(_), false) => "layer 2",
+        },
+        state,
+        peers,
     })
 }
 
@@ -293,6 +367,21 @@ pub fn to_text(views: &[NetworkView], host_drift: &[Drift]) -> String {
                     list(&d.routes),
                     o.map(|o| list(&o.routes)),
                 );
+            }
+        }
+        if let Some(overlay) = &v.overlay {
+            let _ = writeln!(
+                out,
+                "   overlay    VXLAN {} (VNI {}) {}; this host: {}",
+                overlay.device, overlay.vni, overlay.state, overlay.role
+            );
+            for peer in &overlay.peers {
+                let (mark, found) = match peer.flood_entry {
+                    None => (' ', "this host"),
+                    Some(true) => (' ', "flood entry present"),
+                    Some(false) => ('*', "flood entry missing"),
+                };
+                let _ = writeln!(out, " {mark} {:<10} {:<32} {found}", "peer", peer.address);
             }
         }
         if let Some(dnsmasq) = &v.dnsmasq {

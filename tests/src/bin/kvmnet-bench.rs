@@ -3,8 +3,12 @@
 //!
 //! ```sh
 //! cargo build --release -p kvmnet -p kvmnet-e2e
-//! sudo target/release/kvmnet-bench [--sizes 1,50,500] [--tries 5] [--latency-tries 20] [--idle-secs 60]
+//! sudo target/release/kvmnet-bench [--sizes 1,50,500] [--tries 5] [--latency-tries 20] [--idle-secs 60] [--overlays 50]
 //! ```
+//!
+//! `--overlays N` (default 50, 0 skips it) also compares the converge time
+//! of N overlay networks (VXLAN, 3 peers each, this host the gateway) with
+//! that of N plain NAT networks.
 //!
 //! Namespaces are created and deleted outside the timed parts (a deleted
 //! namespace is torn down by the kernel asynchronously and would stall the
@@ -21,6 +25,7 @@ struct Options {
     tries: usize,
     latency_tries: usize,
     idle: Duration,
+    overlays: usize,
 }
 
 fn options() -> Options {
@@ -29,6 +34,7 @@ fn options() -> Options {
         tries: 5,
         latency_tries: 20,
         idle: Duration::from_secs(60),
+        overlays: 50,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -44,6 +50,7 @@ fn options() -> Options {
             "--tries" => o.tries = value.parse().expect("--tries N"),
             "--latency-tries" => o.latency_tries = value.parse().expect("--latency-tries N"),
             "--idle-secs" => o.idle = Duration::from_secs(value.parse().expect("--idle-secs N")),
+            "--overlays" => o.overlays = value.parse().expect("--overlays N"),
             other => panic!("unknown option {other}; see the doc comment of kvmnet-bench"),
         }
         i += 2;
@@ -59,6 +66,62 @@ fn network_file(i: usize, mtu: u32) -> String {
          [[networks.n{i}.ip]]\naddress = \"10.{a}.{b}.1/24\"\n\
          dhcp.ranges = [{{ start = \"10.{a}.{b}.10\", end = \"10.{a}.{b}.250\" }}]\n"
     )
+}
+
+/// This host's underlay address and the two other peers of every overlay.
+const PEERS: [&str; 3] = ["172.31.0.1", "172.31.0.2", "172.31.0.3"];
+
+/// Network i of [`network_file`] spread over three hosts with VNI i + 1,
+/// this host (the first peer) its gateway. Its MTU leaves room for VXLAN.
+fn overlay_file(i: usize) -> String {
+    let peers = PEERS.map(|p| format!("\"{p}\"")).join(", ");
+    format!(
+        "{}[networks.n{i}.overlay]\ngateway = \"{}\"\nvxlan = {{ vni = {}, peers = [{peers}] }}\n",
+        network_file(i, 1450),
+        PEERS[0],
+        i + 1
+    )
+}
+
+/// Median converge times of `n` plain NAT networks and of `n` overlay
+/// networks (measured in turns, in alternating order), and the writes of a
+/// second pass over the overlays.
+fn measure_overlays(o: &Options, n: usize) -> (Duration, Duration, u64) {
+    let (mut plain, mut overlay) = (vec![], vec![]);
+    let mut noop_writes = 0;
+    // Every namespace lives until all is measured: the kernel tears a
+    // deleted one down asynchronously, which would stall the next try.
+    let mut envs = vec![];
+    for t in 0..o.tries * 2 {
+        let env = AgentEnv::new();
+        let overlays = (t % 2 == 0) == (t % 4 < 2);
+        if overlays {
+            let h = env.host();
+            h.ip_ok(&[
+                "link", "add", "under0", "type", "veth", "peer", "name", "under1",
+            ]);
+            h.set_up("under0");
+            h.add_addr("under0", &format!("{}/24", PEERS[0]));
+            for i in 0..n {
+                env.write_config(&format!("n{i}.toml"), &overlay_file(i));
+            }
+        } else {
+            write_networks(&env, n);
+        }
+        let (time, writes) = timed(&env, &["--once"]);
+        assert!(writes > 0);
+        if overlays {
+            overlay.push(time);
+            let links = env.host().ip_ok(&["-o", "link", "show", "type", "vxlan"]);
+            assert_eq!(links.lines().count(), n, "every overlay converged: {links}");
+            let (_, writes) = timed(&env, &["--once"]);
+            noop_writes = noop_writes.max(writes);
+        } else {
+            plain.push(time);
+        }
+        envs.push(env);
+    }
+    (median(plain), median(overlay), noop_writes)
 }
 
 fn write_networks(env: &AgentEnv, n: usize) {
@@ -404,6 +467,17 @@ fn main() {
             format!("{}/{}ms", ms(r.file_change.0), ms(r.file_change.1)),
             r.rss_kib as f64 / 1024.0,
             r.idle_cpu_percent
+        );
+    }
+    if o.overlays > 0 {
+        let n = o.overlays;
+        eprintln!("measuring {n} overlay networks against {n} plain NAT networks ...");
+        let (plain, overlay, noop_writes) = measure_overlays(&o, n);
+        println!(
+            "{n} overlay networks (VXLAN, 3 peers each): converge {} ms against {} ms for {n} plain NAT networks ({:.2}x); writes of a second pass: {noop_writes}",
+            ms(overlay),
+            ms(plain),
+            overlay.as_secs_f64() / plain.as_secs_f64()
         );
     }
     // The agent runs under `ip netns exec`, as an operator would run it in

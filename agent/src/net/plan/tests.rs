@@ -6,8 +6,10 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::*;
+use crate::config::desired::HostLink;
 use crate::config::load::load_dir;
-use crate::kernel::{Address, Route};
+use crate::kernel::{Address, FdbEntry, Route};
+use crate::net::observe::host_links;
 
 fn desired(text: &str) -> DesiredState {
     let state = crate::testutil::desired(text);
@@ -20,7 +22,15 @@ fn examples() -> DesiredState {
     let mut state = DesiredState::from_loads(load_dir(&dir).unwrap());
     // The bridged example enslaves eno2, which this simulated host lacks.
     state.networks.retain(|_, n| n.spec.mode != Mode::Bridge);
-    state
+    // This host is the overlay example's gateway.
+    state.on_host(&host_links(&examples_host().kernel))
+}
+
+/// [`host`] holding the overlay example's gateway address too.
+fn examples_host() -> Observed {
+    let mut o = host();
+    o.kernel.addresses.push(addr(2, "10.10.10.1", 24, false));
+    o
 }
 
 /// A host with a loopback and an uplink, and the kernel's defaults.
@@ -49,6 +59,7 @@ fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link
         master: None,
         alias: alias.map(Into::into),
         bridge: None,
+        vxlan: None,
         group: 0,
     }
 }
@@ -216,6 +227,43 @@ fn simulate(o: &mut Observed, steps: &[Step]) {
             Action::SetSysctl { key, value } => {
                 o.sysctls.insert(key.clone(), Some(*value));
             }
+            Action::CreateVxlan {
+                name,
+                alias,
+                vni,
+                port,
+                local,
+                dev,
+                mtu,
+            } => {
+                let index = o.kernel.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
+                let dev = index_of(o, dev);
+                let mut l = link(index, name, Some("vxlan"), Some(alias));
+                l.admin_up = false;
+                l.mtu = mtu.unwrap_or(1450);
+                l.vxlan = Some(VxlanAttrs {
+                    vni: *vni,
+                    port: *port,
+                    local: Some(*local),
+                    dev: Some(dev),
+                    learning: true,
+                });
+                o.kernel.links.push(l);
+            }
+            Action::AddFloodRemote { link, peer } => {
+                let index = index_of(o, link);
+                o.kernel.fdb.push(FdbEntry {
+                    index,
+                    mac: [0; 6],
+                    dst: *peer,
+                });
+            }
+            Action::DeleteFloodRemote { link, peer } => {
+                let index = index_of(o, link);
+                o.kernel
+                    .fdb
+                    .retain(|e| !(e.index == index && e.dst == *peer));
+            }
             Action::TakeOverUplink(t) => {
                 let d = index_of(o, &t.uplink);
                 let b = o.kernel.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
@@ -317,7 +365,7 @@ via = "192.168.10.254"
 fn every_example_converges_in_one_pass_and_then_plans_nothing() {
     let d = examples();
     assert!(d.networks.len() >= 5);
-    let mut o = host();
+    let mut o = examples_host();
     let first = converge(&d, &mut o);
     assert!(first.failures.is_empty(), "{:?}", first.failures);
     assert_eq!(o.sysctls[&Sysctl::IpForward], Some(1));
@@ -971,4 +1019,294 @@ fn a_recreated_bridged_bridge_is_in_sync_and_gets_guest_ports_back() {
     l.mac = Some([2, 0, 0, 0, 0, 1]);
     let a = actions(&converge_remembering(&d, &mut o, &m));
     assert_eq!(a, ["set MAC 00:e0:70:e8:fd:02 on br0", "bring br0 up"]);
+}
+
+/// A three-host overlay; the simulated host holds 10.12.17.200, the gateway.
+const OVERLAY: &str = r#"
+[networks.fleet]
+mode = "nat"
+overlay.gateway = "10.12.17.200"
+overlay.vxlan = { vni = 42, peers = ["10.12.17.200", "10.12.17.201", "10.12.17.202"] }
+[[networks.fleet.ip]]
+address = "192.168.50.1/24"
+dhcp.ranges = [{ start = "192.168.50.10", end = "192.168.50.200" }]
+"#;
+
+/// `text`'s desired state as the simulated host `o` sees it.
+fn on_host(text: &str, o: &Observed) -> DesiredState {
+    desired(text).on_host(&host_links(&o.kernel))
+}
+
+fn overlay_in_sync(text: &str) -> (DesiredState, Observed) {
+    let mut o = host();
+    let d = on_host(text, &o);
+    converge(&d, &mut o);
+    (d, o)
+}
+
+fn drift_lines(p: &Plan) -> Vec<String> {
+    p.drift.iter().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn the_gateway_peer_builds_bridge_address_and_vxlan_device() {
+    let mut o = host();
+    let d = on_host(OVERLAY, &o);
+    let p = converge(&d, &mut o);
+    assert_eq!(
+        actions(&p),
+        [
+            "create bridge kv-fleet",
+            "set net.ipv6.conf.kv-fleet.disable_ipv6 = 1",
+            "bring kv-fleet up",
+            "add address 192.168.50.1/24 to kv-fleet",
+            "create VXLAN device vx-fleet (VNI 42, local 10.12.17.200, port 4789, dev eno1)",
+            "enslave vx-fleet to kv-fleet",
+            "bring vx-fleet up",
+            "add flood entry to 10.12.17.201 on vx-fleet",
+            "add flood entry to 10.12.17.202 on vx-fleet",
+            "set net.ipv4.ip_forward = 1",
+        ]
+    );
+    assert!(drift_lines(&p).contains(&"+ vxlan vx-fleet: missing".to_string()));
+    // The underlay's 1500 bytes less 50 of encapsulation, on both.
+    for name in ["kv-fleet", "vx-fleet"] {
+        assert_eq!(o.kernel.link_by_name(name).unwrap().mtu, 1450, "{name}");
+    }
+}
+
+#[test]
+fn another_peer_extends_layer_2_only() {
+    let mut o = host();
+    o.kernel.addresses[0].address = "10.12.17.201".parse().unwrap();
+    let d = on_host(OVERLAY, &o);
+    let p = converge(&d, &mut o);
+    let actions = actions(&p);
+    assert!(actions.contains(&"add flood entry to 10.12.17.200 on vx-fleet".to_string()));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a.contains("address") || a.contains("ip_forward")),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_host_holding_no_peer_address_fails_that_network_only() {
+    let mut o = host();
+    o.kernel.addresses[0].address = "10.12.17.99".parse().unwrap();
+    let text = format!("{OVERLAY}{NAT}");
+    let p = plan(&on_host(&text, &o), &o, PRUNE);
+    assert_eq!(p.failures.len(), 1);
+    assert_eq!(p.failures[0].network, "fleet");
+    assert!(
+        p.failures[0]
+            .message
+            .contains("this host holds none of the overlay's peer addresses"),
+        "{:?}",
+        p.failures
+    );
+    assert!(p
+        .steps
+        .iter()
+        .all(|s| s.network.as_deref() != Some("fleet")));
+}
+
+fn vx(o: &mut Observed) -> &mut Link {
+    bridge_mut(o, "vx-fleet")
+}
+
+fn attrs(o: &mut Observed) -> &mut VxlanAttrs {
+    vx(o).vxlan.as_mut().unwrap()
+}
+
+#[test]
+fn each_vxlan_fault_is_found_and_repaired() {
+    type Fault = fn(&mut Observed);
+    let cases: Vec<(&str, Fault, Vec<&str>)> = vec![
+        (
+            "deleted",
+            |o| {
+                simulate(
+                    o,
+                    &[Step {
+                        network: None,
+                        action: Action::DeleteLink {
+                            link: "vx-fleet".into(),
+                        },
+                    }],
+                )
+            },
+            vec!["+ vxlan vx-fleet: missing"],
+        ),
+        (
+            "down",
+            |o| vx(o).admin_up = false,
+            vec!["~ vxlan vx-fleet state: wanted up, found down"],
+        ),
+        (
+            "wrong vni",
+            |o| attrs(o).vni = 43,
+            vec!["~ vxlan vx-fleet vni: wanted 42, found 43"],
+        ),
+        (
+            "wrong port",
+            |o| attrs(o).port = 8472,
+            vec!["~ vxlan vx-fleet port: wanted 4789, found 8472"],
+        ),
+        (
+            "wrong local",
+            |o| attrs(o).local = Some("10.12.17.7".parse().unwrap()),
+            vec!["~ vxlan vx-fleet local: wanted 10.12.17.200, found 10.12.17.7"],
+        ),
+        (
+            "out of the bridge",
+            |o| vx(o).master = None,
+            vec!["~ vxlan vx-fleet master: wanted kv-fleet, found none"],
+        ),
+        (
+            "mtu",
+            |o| vx(o).mtu = 1500,
+            vec!["~ vxlan vx-fleet mtu: wanted 1450, found 1500"],
+        ),
+        (
+            "flood entry deleted",
+            |o| o.kernel.fdb.retain(|e| e.dst.to_string() != "10.12.17.201"),
+            vec!["+ fdb 10.12.17.201 on vx-fleet: missing"],
+        ),
+        (
+            "extra flood entry",
+            |o| {
+                let index = o.kernel.link_by_name("vx-fleet").unwrap().index;
+                o.kernel.fdb.push(FdbEntry {
+                    index,
+                    mac: [0; 6],
+                    dst: "10.12.17.9".parse().unwrap(),
+                });
+            },
+            vec!["- fdb 10.12.17.9 on vx-fleet: not in the desired state"],
+        ),
+    ];
+    for (what, fault, expected) in cases {
+        let (d, mut o) = overlay_in_sync(OVERLAY);
+        fault(&mut o);
+        let p = plan(&d, &o, PRUNE);
+        assert_eq!(drift_lines(&p), expected, "{what}");
+        simulate(&mut o, &p.steps);
+        let again = plan(&d, &o, PRUNE);
+        assert!(
+            again.steps.is_empty() && again.drift.is_empty(),
+            "{what}: {again:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_peer_added_or_removed_changes_only_the_flood_entries() {
+    let (_, mut o) = overlay_in_sync(OVERLAY);
+    let text = OVERLAY.replace("\"10.12.17.202\"", "\"10.12.17.203\"");
+    let p = converge(&on_host(&text, &o), &mut o);
+    assert_eq!(
+        actions(&p),
+        [
+            "delete flood entry to 10.12.17.202 on vx-fleet",
+            "add flood entry to 10.12.17.203 on vx-fleet",
+        ]
+    );
+}
+
+#[test]
+fn moving_the_gateway_moves_layer_3_in_one_pass() {
+    let (_, mut o) = overlay_in_sync(OVERLAY);
+    let text = OVERLAY.replace(
+        "overlay.gateway = \"10.12.17.200\"",
+        "overlay.gateway = \"10.12.17.201\"",
+    );
+    let p = converge(&on_host(&text, &o), &mut o);
+    let actions = actions(&p);
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    // The network's MAC goes with the gateway; this host's bridge takes its own.
+    assert!(actions[0].starts_with("set MAC 52:54:00:"), "{actions:?}");
+    assert_eq!(actions[1], "delete address 192.168.50.1/24 from kv-fleet");
+}
+
+#[test]
+fn removing_the_overlay_deletes_its_vxlan_device_only() {
+    let (_, mut o) = overlay_in_sync(OVERLAY);
+    let text = OVERLAY.replace("overlay.gateway = \"10.12.17.200\"\n", "").replace(
+        "overlay.vxlan = { vni = 42, peers = [\"10.12.17.200\", \"10.12.17.201\", \"10.12.17.202\"] }\n",
+        "",
+    );
+    let p = converge(&on_host(&text, &o), &mut o);
+    assert_eq!(
+        drift_lines(&p),
+        ["- vxlan vx-fleet: not in the desired state"]
+    );
+    assert_eq!(actions(&p), ["delete link vx-fleet"]);
+}
+
+#[test]
+fn a_foreign_link_with_the_vxlan_name_fails_the_network() {
+    let mut o = host();
+    o.kernel
+        .links
+        .push(link(9, "vx-fleet", Some("vxlan"), None));
+    let p = plan(&on_host(OVERLAY, &o), &o, PRUNE);
+    assert_eq!(
+        p.failures[0].message,
+        "VXLAN device name vx-fleet is taken by a vxlan kvmnet does not own; remove that link"
+    );
+    assert!(p
+        .steps
+        .iter()
+        .all(|s| s.network.as_deref() != Some("fleet")));
+}
+
+#[test]
+fn host_links_carry_their_addresses() {
+    let links = host_links(&host().kernel);
+    assert_eq!(
+        links[1],
+        HostLink {
+            name: "eno1".into(),
+            mtu: 1500,
+            addresses: vec!["10.12.17.200".parse().unwrap()],
+        }
+    );
+}
+
+#[test]
+fn a_vxlan_device_left_without_its_alias_is_adopted() {
+    let (d, mut o) = overlay_in_sync(OVERLAY);
+    let index = o.kernel.link_by_name("vx-fleet").unwrap().index;
+    vx(&mut o).alias = None;
+    let p = plan(&d, &o, PRUNE);
+    assert_eq!(
+        drift_lines(&p),
+        ["~ vxlan vx-fleet alias: wanted kvmnet:fleet, found none"]
+    );
+    assert_eq!(actions(&p), ["set alias \"kvmnet:fleet\" on vx-fleet"]);
+    // Another VNI: someone else's device, never taken.
+    attrs(&mut o).vni = 7;
+    let p = plan(&d, &o, PRUNE);
+    assert!(p.failures[0]
+        .message
+        .contains("taken by a vxlan kvmnet does not own"));
+    assert_eq!(o.kernel.link_by_name("vx-fleet").unwrap().index, index);
+}
+
+#[test]
+fn our_vxlan_device_is_never_taken_for_a_bridge() {
+    let (_, o) = overlay_in_sync(OVERLAY);
+    let text = format!("{OVERLAY}[networks.other]\nmode = \"open\"\nbridge.name = \"vx-fleet\"\n");
+    let p = plan(&on_host(&text, &o), &o, PRUNE);
+    let failure = p.failures.iter().find(|f| f.network == "other").unwrap();
+    assert_eq!(
+        failure.message,
+        "bridge name vx-fleet is taken by the VXLAN device of network \"fleet\"; rename the bridge (bridge.name)"
+    );
+    assert!(p
+        .steps
+        .iter()
+        .all(|s| s.network.as_deref() != Some("other")));
 }
