@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, CLI tests, and the end-to-end tests that
+# The whole test suite: unit tests, CLI tests, the end-to-end tests that
 # run the agent against the real kernel inside throwaway network namespaces
-# (they need root and touch nothing outside the namespaces they create).
+# (they need root and touch nothing outside the namespaces they create), and
+# the packaging and deploy tests (scratch directories only, scripts/test-deploy.sh).
 # Unit tests that need root are marked #[ignore = "needs root ..."]: plain
 # `cargo test -p kvmnet` runs the rest as any user; this script runs all.
 set -euo pipefail
@@ -29,3 +30,5 @@ for line in sys.stdin:
             env HOME="$scratch" TMPDIR="$scratch" "$binary" -q)
     done
 fi
+
+scripts/test-deploy.sh

@@ -20,8 +20,9 @@ use crate::report::show;
 use crate::report::PassKind;
 
 /// Declarative reconcile agent for the virtual networks of a KVM host.
-/// Without --once, --check or a subcommand it runs as a daemon: it watches
-/// the config directory and the kernel, converges and repairs.
+/// Alone it prints this help. With options but without --once, --check or a
+/// subcommand (as the systemd unit runs it: --log-format json) it runs as a
+/// daemon: it watches the config directory and the kernel, converges and repairs.
 #[derive(Debug, Parser)]
 #[command(
     name = "kvmnet-agent",
@@ -34,6 +35,11 @@ pub struct Cli {
     /// Converge once, print the report; exit 0 when converged, 1 otherwise.
     #[arg(long, conflicts_with = "check")]
     pub once: bool,
+    /// With --once: exit 0 when nothing had to change, 2 when the pass
+    /// changed something and converged, 1 when it failed (like Terraform's
+    /// and Puppet's --detailed-exitcode).
+    #[arg(long, requires = "once")]
+    pub detailed_exitcode: bool,
     /// Drift audit that changes nothing; exit 0 in sync, 2 on drift, 1 on error.
     #[arg(long)]
     pub check: bool,
@@ -49,6 +55,16 @@ pub struct Cli {
     /// address, e.g. 127.0.0.1:9477; a port alone means loopback.
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_address)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Daemon: time between two full passes (e.g. 30s, 5m).
+    #[arg(long, default_value = "30s")]
+    pub interval: HumanDuration,
+    /// Daemon: format of log lines on stderr.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub log_format: OutputFormat,
+    /// Daemon: colours in log lines; auto means on a terminal unless
+    /// NO_COLOR is set.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(flatten)]
     pub global: GlobalOptions,
     #[command(subcommand)]
@@ -81,15 +97,28 @@ pub struct GlobalOptions {
         default_value = "/run/kvmnet"
     )]
     pub run_dir: PathBuf,
-    /// Time between two full passes of the daemon (e.g. 30s, 5m).
-    #[arg(long, global = true, default_value = "30s")]
-    pub interval: HumanDuration,
     /// Format of reports on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// Format of log lines on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
-    pub log_format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether log lines get colours: `auto` on a terminal, unless NO_COLOR
+    /// is set to anything but the empty string (no-color.org).
+    pub fn enabled(self, no_color: Option<&std::ffi::OsStr>, terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,8 +132,8 @@ pub enum Command {
     /// Parse and validate files or directories (default: the config directory).
     /// Exit 0 when valid, 1 otherwise. Ansible: validate: "kvmnet-agent validate %s".
     Validate {
-        /// Files or directories; a file's format comes from its extension,
-        /// else from --format, else from its contents.
+        /// Files or directories, `-` for standard input; a file's format
+        /// comes from its extension, else from --format, else from its contents.
         paths: Vec<PathBuf>,
         /// Format of files whose extension does not say.
         #[arg(long, value_enum)]
@@ -173,7 +202,12 @@ pub fn run(cli: Cli) -> ExitCode {
             allow_empty: cli.allow_empty,
             wait: lock_wait(cli.wait),
         };
-        return block_on(pass_command(&cli.global, kind, guards));
+        return block_on(pass_command(
+            &cli.global,
+            kind,
+            guards,
+            cli.detailed_exitcode,
+        ));
     }
     match cli.command {
         Some(Command::Validate { paths, format }) => {
@@ -202,13 +236,17 @@ pub fn run(cli: Cli) -> ExitCode {
             format: format.into(),
         }),
         None => {
-            init_logging(cli.global.log_format);
+            let color = cli.color.enabled(
+                std::env::var_os("NO_COLOR").as_deref(),
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            );
+            init_logging(cli.log_format, color);
             let config = DaemonConfig {
                 config_dir: cli.global.config_dir.clone(),
                 state_dir: cli.global.state_dir.clone(),
                 metrics_listen: cli.metrics_listen,
                 run_dir: cli.global.run_dir.clone(),
-                interval: cli.global.interval.0,
+                interval: cli.interval.0,
                 allow_empty: cli.allow_empty,
                 wait: lock_wait(cli.wait),
             };
@@ -226,11 +264,9 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// Logs go to stderr (journald under systemd), as text or JSON lines.
-fn init_logging(format: OutputFormat) {
+fn init_logging(format: OutputFormat, ansi: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KVMNET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal, not for journald or files.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -278,7 +314,12 @@ fn lock_wait(wait: bool) -> Wait {
     }
 }
 
-async fn pass_command(global: &GlobalOptions, kind: PassKind, guards: Guards) -> ExitCode {
+async fn pass_command(
+    global: &GlobalOptions,
+    kind: PassKind,
+    guards: Guards,
+    detailed: bool,
+) -> ExitCode {
     // Held until the process exits: one converging agent at a time.
     let _lock = match kind {
         PassKind::Check => None,
@@ -340,7 +381,11 @@ async fn pass_command(global: &GlobalOptions, kind: PassKind, guards: Guards) ->
                 OutputFormat::Json => out(&(report.to_json() + "\n")),
                 OutputFormat::Text => out(&report.to_text()),
             }
-            ExitCode::from(report.exit_code())
+            if detailed {
+                ExitCode::from(report.detailed_exit_code())
+            } else {
+                ExitCode::from(report.exit_code())
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -445,7 +490,9 @@ fn leases_command(global: &GlobalOptions, network: Option<&str>) -> ExitCode {
 fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
     let mut loads = Vec::new();
     for path in paths {
-        if path.is_dir() {
+        if path.as_os_str() == "-" {
+            loads.push(load_stdin(format));
+        } else if path.is_dir() {
             match load::load_dir(path) {
                 Ok(files) => loads.extend(files),
                 Err(e) => loads.push(FileLoad {
@@ -458,6 +505,34 @@ fn load_paths(paths: &[PathBuf], format: Option<Format>) -> Vec<FileLoad> {
         }
     }
     loads
+}
+
+/// `validate -`: the file is standard input, named `<stdin>` in diagnostics.
+/// Reads at most the size limit of a file, like a file.
+fn load_stdin(format: Option<Format>) -> FileLoad {
+    use std::io::Read;
+    let path = PathBuf::from("<stdin>");
+    let mut bytes = Vec::new();
+    let limit = load::MAX_FILE_BYTES;
+    let result = match std::io::stdin()
+        .lock()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+    {
+        Ok(_) if bytes.len() as u64 > limit => Err(vec![Diagnostic::file_level(
+            &path,
+            format!(
+                "standard input is bigger than {} MiB; network files are a few KiB",
+                limit >> 20
+            ),
+        )]),
+        Ok(_) => load::parse_bytes(&path, &bytes, format),
+        Err(e) => Err(vec![Diagnostic::file_level(
+            &path,
+            format!("cannot read standard input: {e}"),
+        )]),
+    };
+    FileLoad { path, result }
 }
 
 #[derive(Serialize)]
@@ -532,6 +607,19 @@ fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn no_color_turns_auto_colours_off_and_the_flag_decides_over_it() {
+        let set = Some(OsStr::new("1"));
+        assert!(ColorChoice::Auto.enabled(None, true));
+        assert!(!ColorChoice::Auto.enabled(None, false));
+        assert!(!ColorChoice::Auto.enabled(set, true));
+        // An empty NO_COLOR counts as unset (no-color.org).
+        assert!(ColorChoice::Auto.enabled(Some(OsStr::new("")), true));
+        assert!(ColorChoice::Always.enabled(set, false));
+        assert!(!ColorChoice::Never.enabled(None, true));
+    }
 
     #[test]
     fn a_metrics_port_alone_listens_on_loopback() {

@@ -125,3 +125,67 @@ fn format_flag_leaves_telling_extensions_alone() {
     let out = validate(&["--format", "yaml"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// `validate -` reads the file from standard input (`kvmnet-agent validate -
+/// < file`, or piped from a template engine).
+#[test]
+fn a_dash_validates_standard_input() {
+    use std::io::Write;
+    for (content, code) in [(VALID_YAML, 0), (VALID_TOML, 0), (INVALID_YAML, 1)] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kvmnet-agent"))
+            .args(["validate", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kvmnet-agent validate -");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(content.as_bytes()).expect("write stdin");
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        if code == 0 {
+            assert!(text(&out.stdout).starts_with("ok: 1 network(s) in 1 file(s)"));
+        } else {
+            assert!(
+                text(&out.stderr).contains("<stdin>:6:"),
+                "{}",
+                text(&out.stderr)
+            );
+        }
+    }
+}
+
+/// Each subcommand's help lists its own options, not the daemon's.
+#[test]
+fn validate_help_shows_no_daemon_option() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvmnet-agent"))
+        .args(["validate", "--help"])
+        .output()
+        .expect("run kvmnet-agent validate --help");
+    let help = text(&out.stdout);
+    assert!(help.contains("--format"), "{help}");
+    for daemon_option in [
+        "--interval",
+        "--log-format",
+        "--metrics-listen",
+        "--color",
+        "--once",
+    ] {
+        assert!(!help.contains(daemon_option), "{daemon_option} in:\n{help}");
+    }
+}
+
+/// `kvmnet-agent` alone prints its help rather than starting the daemon.
+#[test]
+fn no_arguments_print_help_and_start_nothing() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvmnet-agent"))
+        .output()
+        .expect("run kvmnet-agent");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("Usage: kvmnet-agent"),
+        "{}",
+        text(&out.stderr)
+    );
+}

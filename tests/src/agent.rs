@@ -167,6 +167,15 @@ impl AgentEnv {
     pub fn spawn(&self, args: &[&str]) -> Background {
         Background::spawn(self.command(args))
     }
+
+    /// Starts the agent as a daemon with extra environment variables (as
+    /// systemd sets NOTIFY_SOCKET); it is killed when the guard drops.
+    #[track_caller]
+    pub fn spawn_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Background {
+        let mut command = self.command(args);
+        command.envs(vars.iter().copied());
+        Background::spawn(command)
+    }
 }
 
 #[track_caller]

@@ -174,3 +174,43 @@ fn restart_adopts_everything_with_zero_writes_and_sighup_runs_a_pass() {
         "{out}"
     );
 }
+
+/// Under systemd (Type=notify, WatchdogSec=): READY=1 after the first pass,
+/// then WATCHDOG=1 from the loop at half the period while it waits.
+#[test]
+fn daemon_tells_systemd_ready_and_pings_the_watchdog() {
+    let env = AgentEnv::new();
+    env.write_config("nat.toml", NAT);
+    let dir = tempfile::tempdir().expect("socket dir");
+    let path = dir.path().join("notify");
+    // A pathname socket: reachable from the agent in its own namespace.
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("socket timeout");
+    let path = path.to_str().expect("UTF-8 path").to_owned();
+    let _daemon = env.spawn_with_env(
+        &["--interval", "1h"],
+        &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "400000")],
+    );
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 256];
+    let pings_after_ready = |messages: &[String]| {
+        messages
+            .iter()
+            .skip_while(|m| *m != "READY=1")
+            .filter(|m| *m == "WATCHDOG=1")
+            .count()
+    };
+    wait_for("READY=1 and three watchdog pings", WAIT, || {
+        if let Ok(n) = socket.recv(&mut buf) {
+            messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        pings_after_ready(&messages) >= 3
+    });
+    assert_eq!(
+        messages.iter().filter(|m| *m == "READY=1").count(),
+        1,
+        "{messages:?}"
+    );
+}

@@ -255,3 +255,23 @@ fn a_taken_bridge_name_or_subnet_fails_that_network_only() {
     );
     assert!(!h.ip(&["link", "show", "virbr-iso"]).success());
 }
+
+/// `--once --detailed-exitcode`, like Terraform's and Puppet's: 2 when the
+/// pass changed something, 0 when there was nothing to change, 1 on failure.
+#[test]
+fn detailed_exitcode_tells_changed_from_unchanged_from_failed() {
+    let env = AgentEnv::new();
+    env.write_config("nat.toml", NAT);
+    let once = || env.run(&["--once", "--detailed-exitcode"]);
+    once().assert_code(2);
+    once().assert_code(0);
+    env.host().ip_ok(&["link", "set", "virbr-nat", "down"]);
+    once().assert_code(2);
+    once().assert_code(0);
+    env.write_config("broken.toml", "[networks.broken]\nmode = \"nta\"\n");
+    once().assert_code(1);
+    // Without the flag a changing pass that converges exits 0.
+    env.remove_config("broken.toml");
+    env.host().ip_ok(&["link", "set", "virbr-nat", "down"]);
+    env.run(&["--once"]).assert_code(0);
+}

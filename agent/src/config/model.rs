@@ -29,8 +29,10 @@ pub const IFNAME_PATTERN: &str = r"^(?:[-A-Za-z0-9_][-A-Za-z0-9_.]{0,14}|\.[-A-Z
 #[serde(deny_unknown_fields)]
 #[schemars(title = "kvmnet networks file")]
 pub struct NetworksFile {
-    /// The networks this file defines, by name.
+    /// The networks this file defines, by name: 1 to 64 letters, digits,
+    /// `-`, `_` and `.`, starting with a letter or digit.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$" }))]
     pub networks: BTreeMap<String, Network>,
 }
 
@@ -256,8 +258,10 @@ pub struct BridgeConfig {
     /// holds it between 2s and 30s, so "0s" means 2s there.
     #[serde(default)]
     pub delay: HumanDuration,
-    /// MTU of the bridge (and the MTU DHCP announces).
+    /// MTU of the bridge (and the MTU DHCP announces): 68 to 65535, at
+    /// least 1280 when the network has an IPv6 address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 68, max = 65535))]
     pub mtu: Option<u32>,
     /// MAC address of the bridge. Default: derived from the network name;
     /// the uplink's (mode bridge with uplink), so that the LAN's DHCP leases
@@ -380,9 +384,13 @@ pub struct BootpConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DhcpRange {
+    /// First address handed out, inside the subnet.
     #[serde(deserialize_with = "de_ip")]
+    #[schemars(schema_with = "ip_schema")]
     pub start: IpAddr,
+    /// Last address handed out (included), not below start.
     #[serde(deserialize_with = "de_ip")]
+    #[schemars(schema_with = "ip_schema")]
     pub end: IpAddr,
 }
 
@@ -390,15 +398,21 @@ pub struct DhcpRange {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DhcpHost {
+    /// The guest's MAC address (IPv4 reservations match on it). Quote it in
+    /// YAML: unquoted, 52:54:00:12:34:56 is a number in YAML 1.1 tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
     /// DHCPv6 client DUID, hex octets separated by colons, e.g.
     /// "00:01:00:01:2c:3d:4e:5f:52:54:00:00:50:10" (IPv6 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duid: Option<String>,
+    /// The guest's host name: matched against the name a client sends
+    /// (IPv6 reservations need it or a DUID) and served by the network's DNS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The reserved address, inside the subnet.
     #[serde(deserialize_with = "de_ip")]
+    #[schemars(schema_with = "ip_schema")]
     pub ip: IpAddr,
     /// Lease time of this host. Default: the subnet's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -447,6 +461,7 @@ pub struct DnsConfig {
 pub struct SrvRecord {
     /// Service name without the underscore, e.g. "ldap".
     pub service: String,
+    /// tcp or udp.
     pub protocol: Proto,
     /// Domain of the record. Default: the network's domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -470,6 +485,7 @@ pub struct SrvRecord {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TxtRecord {
+    /// The DNS name the record is served for.
     pub name: String,
     /// Printable text without double quotes or backslashes.
     pub value: String,
@@ -494,8 +510,12 @@ impl Default for DnsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DnsHost {
+    /// The address the names resolve to.
     #[serde(deserialize_with = "de_ip")]
+    #[schemars(schema_with = "ip_schema")]
     pub ip: IpAddr,
+    /// Host names resolving to ip, at least one.
+    #[schemars(length(min = 1))]
     pub names: Vec<String>,
 }
 
@@ -535,7 +555,9 @@ pub struct StaticRoute {
     pub to: Cidr,
     /// The guest that routes it, inside one of the network's subnets.
     #[serde(deserialize_with = "de_ip")]
+    #[schemars(schema_with = "ip_schema")]
     pub via: IpAddr,
+    /// Route metric (lower is preferred). Default: 0 (IPv4), 1024 (IPv6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<u32>,
 }
@@ -544,6 +566,7 @@ pub struct StaticRoute {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortForward {
+    /// tcp or udp.
     pub proto: Proto,
     /// Port or range on the host: 8080 or "8000-8010".
     pub port: PortRange,
@@ -619,10 +642,44 @@ fn de_ip<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
     })
 }
 
+/// Regular expressions of the schema's patterns (ECMA-262, as editors run
+/// them), as macros so that `concat!` can build patterns from them. They
+/// refuse what is clearly not an address (`abc`, `192.168.10`, `300.1.1.1`);
+/// the agent's parser remains the judge of the finer points of IPv6.
+macro_rules! ipv4_re {
+    () => {
+        r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+    };
+}
+macro_rules! ipv6_re {
+    () => {
+        concat!(
+            r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|",
+            ipv4_re!(),
+            ")"
+        )
+    };
+}
+/// humantime's units, longest first within each unit.
+macro_rules! duration_re {
+    () => {
+        r"\s*(?:[0-9]+(?:\.[0-9]+)?\s*(?:nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y)\s*)+"
+    };
+}
+
+/// The schema of an IP address field (`deserialize_with = "de_ip"`).
+fn ip_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "description": "An IPv4 or IPv6 address, e.g. 192.168.10.2 or fd00::2",
+        "pattern": concat!("^(?:", ipv4_re!(), "|", ipv6_re!(), ")$")
+    })
+}
+
 /// Implements string (de)serialization through `FromStr`/`Display`, and a
 /// JSON Schema of type string with a description.
 macro_rules! string_type {
-    ($ty:ty, $name:literal, $description:literal, $expecting:literal $(, $pattern:literal)?) => {
+    ($ty:ty, $name:literal, $description:literal, $expecting:literal $(, $pattern:expr)?) => {
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -681,7 +738,14 @@ string_type!(
     Cidr,
     "Cidr",
     "An IPv4 or IPv6 address with prefix length, e.g. 192.168.10.1/24",
-    "an address with prefix length like \"192.168.10.1/24\""
+    "an address with prefix length like \"192.168.10.1/24\"",
+    concat!(
+        "^(?:",
+        ipv4_re!(),
+        "/(?:3[0-2]|[12]?[0-9])|",
+        ipv6_re!(),
+        "/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))$"
+    )
 );
 
 /// A MAC address, written as six colon-separated hex octets.
@@ -758,7 +822,8 @@ string_type!(
     HumanDuration,
     "Duration",
     "A duration such as 2s, 500ms or 1h 30m",
-    "a duration like \"2s\""
+    "a duration like \"2s\"",
+    concat!("^", duration_re!(), "$")
 );
 
 /// A DHCP lease time: a duration or "infinite".
@@ -793,7 +858,8 @@ string_type!(
     LeaseTime,
     "LeaseTime",
     "A lease time such as 1h or 12h, or infinite",
-    "a lease time like \"1h\" or \"infinite\""
+    "a lease time like \"1h\" or \"infinite\"",
+    concat!("^(?:infinite|", duration_re!(), ")$")
 );
 
 /// An upstream DNS server in dnsmasq's `server=` syntax: `IP`, `IP#PORT`,
@@ -864,7 +930,14 @@ string_type!(
     Forwarder,
     "Forwarder",
     "An upstream DNS server: IP, IP#PORT, /DOMAIN/IP or /DOMAIN/#",
-    "a DNS server like \"9.9.9.9\""
+    "a DNS server like \"9.9.9.9\"",
+    concat!(
+        "^(?:/[^/]+/#|(?:/[^/]+/)?(?:",
+        ipv4_re!(),
+        "|",
+        ipv6_re!(),
+        ")(?:#[0-9]{1,5})?)$"
+    )
 );
 
 /// Where a forwarded port goes: a guest address and optional port.
@@ -912,7 +985,16 @@ string_type!(
     ForwardTarget,
     "ForwardTarget",
     "A guest address with optional port: 192.168.10.10 or 192.168.10.10:80",
-    "a guest address like \"192.168.10.10:80\""
+    "a guest address like \"192.168.10.10:80\"",
+    concat!(
+        "^(?:",
+        ipv4_re!(),
+        "(?::[0-9]{1,5})?|",
+        ipv6_re!(),
+        "|\\[",
+        ipv6_re!(),
+        "\\]:[0-9]{1,5})$"
+    )
 );
 
 /// A port or an inclusive port range. Written as `8080`, `"8080"` or `"8000-8010"`.
@@ -1021,7 +1103,13 @@ impl JsonSchema for PortRange {
 
 /// The JSON Schema of a networks file, as checked in at `schema/kvmnet.schema.json`.
 pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(NetworksFile);
+    let mut schema = schemars::schema_for!(NetworksFile);
+    // Where the package installs it: editors resolve the modeline's
+    // file:///usr/share/kvmnet/kvmnet.schema.json to this.
+    schema.insert(
+        "$id".into(),
+        "file:///usr/share/kvmnet/kvmnet.schema.json".into(),
+    );
     let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
     text.push('\n');
     text

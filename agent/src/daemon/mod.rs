@@ -93,6 +93,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     }
     info!(config_dir = %config.config_dir.display(), interval = %humantime::format_duration(config.interval), "kvmnet-agent started");
     let mut first = true;
+    // WatchdogSec: a ping from this loop at half the period, so a pass that
+    // hangs stops the pings and systemd restarts the agent.
+    let mut watchdog = watchdog_period().map(|period| tokio::time::interval(period / 2));
 
     let mut last_files: Option<Vec<(PathBuf, Vec<u8>)>> = None;
     let mut backoff = BACKOFF_MIN;
@@ -100,7 +103,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
     loop {
         let converged = pass(&reconciler, &config, reason, &mut last_files, &metrics).await;
         if std::mem::take(&mut first) {
-            notify_ready();
+            sd_notify("READY=1");
         }
         let delay = match converged {
             Ok(true) => {
@@ -134,6 +137,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), String> {
                     } else {
                         Some("config change")
                     }
+                }
+                _ = watchdog_tick(&mut watchdog) => {
+                    sd_notify("WATCHDOG=1");
+                    continue;
                 }
                 _ = sighup.recv() => Some("SIGHUP"),
                 _ = sigterm.recv() => None,
@@ -352,8 +359,31 @@ fn write_status(run_dir: &Path, report: &PassReport, elapsed: Duration) -> std::
     write_atomic(&run_dir.join("status.json"), text.as_bytes(), PRIVATE)
 }
 
-/// Tells systemd (Type=notify) that the first pass is done.
-fn notify_ready() {
+/// systemd's watchdog period (`WatchdogSec=` sets WATCHDOG_USEC), when it
+/// is meant for this process.
+fn watchdog_period() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
+}
+
+/// The next watchdog ping is due; never without a watchdog.
+async fn watchdog_tick(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells systemd (Type=notify) a state: READY=1 after the first pass,
+/// WATCHDOG=1 while the loop runs.
+fn sd_notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
@@ -367,12 +397,12 @@ fn notify_ready() {
         Some(name) => {
             use std::os::linux::net::SocketAddrExt;
             std::os::unix::net::SocketAddr::from_abstract_name(name)
-                .and_then(|addr| socket.send_to_addr(b"READY=1", &addr))
+                .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
         }
-        None => socket.send_to(b"READY=1", Path::new(&path)),
+        None => socket.send_to(state.as_bytes(), Path::new(&path)),
     };
     if let Err(e) = result {
-        warn!(error = %e, "sd_notify READY=1 failed");
+        warn!(error = %e, state, "sd_notify failed");
     }
 }
 

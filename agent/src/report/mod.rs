@@ -227,6 +227,17 @@ impl PassReport {
         }
     }
 
+    /// `--once --detailed-exitcode`: 0 converged without changing anything,
+    /// 2 converged after changing something, 1 failed.
+    pub fn detailed_exit_code(&self) -> u8 {
+        let changed =
+            !self.host.repairs.is_empty() || self.networks.iter().any(|n| !n.repairs.is_empty());
+        match self.exit_code() {
+            0 if changed => 2,
+            code => code,
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report serializes")
     }
