@@ -17,3 +17,4 @@ for t in "${tests[@]}"; do
     "deploy/tests/$t.sh"
     echo "test-deploy: $t took $((SECONDS - start)) s"
 done
+echo "deploy: ${#tests[@]} passed, 0 failed"

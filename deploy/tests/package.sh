@@ -38,6 +38,8 @@ depends=$(dpkg-deb --field "$deb" Depends)
 for dep in nftables dnsmasq-base; do
     grep -qw "$dep" <<<"$depends" || fail "Depends ($depends) lacks $dep"
 done
+recommends=$(dpkg-deb --field "$deb" Recommends)
+grep -qw dnsmasq-utils <<<"$recommends" || fail "Recommends ($recommends) lacks dnsmasq-utils"
 postinst=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst)
 grep -q '/etc/kvmnet/networks.d' <<<"$postinst" || fail "postinst does not create /etc/kvmnet/networks.d"
 # Installed, not started: the agent starts once there are network files.
