@@ -163,14 +163,7 @@ impl Netlink {
         if let Some(mac) = settings.mac {
             builder = builder.address(mac.to_vec());
         }
-        self.count_write();
-        self.sockets
-            .links
-            .link()
-            .add(builder.build())
-            .execute()
-            .await
-            .map_err(|e| KernelError::netlink(&op, e))?;
+        self.add_link(&op, builder.build()).await?;
         self.mark_new_link("bridge", name, alias, settings.mtu)
             .await
     }
@@ -195,14 +188,7 @@ impl Netlink {
         if let Some(dev) = settings.dev {
             builder = builder.dev(dev);
         }
-        self.count_write();
-        self.sockets
-            .links
-            .link()
-            .add(builder.build())
-            .execute()
-            .await
-            .map_err(|e| KernelError::netlink(&op, e))?;
+        self.add_link(&op, builder.build()).await?;
         self.mark_new_link("VXLAN device", name, alias, settings.mtu)
             .await
     }
@@ -513,6 +499,18 @@ impl Netlink {
             RouteChange::Delete => routes.del(msg).execute().await,
         };
         result.map_err(|e| KernelError::netlink(op, e))
+    }
+
+    /// Sends RTM_NEWLINK with NLM_F_CREATE: a new link.
+    async fn add_link(&self, op: &str, msg: LinkMessage) -> Result<()> {
+        self.count_write();
+        self.sockets
+            .links
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| KernelError::netlink(op, e))
     }
 
     async fn change_link(&self, op: String, msg: LinkMessage) -> Result<()> {

@@ -312,6 +312,26 @@ impl Planner<'_> {
         });
     }
 
+    /// Adopts `link`, made by a pass of ours killed before it set the
+    /// alias, by setting it.
+    fn adopt(&mut self, network: &str, resource: Resource, link: &str) {
+        self.changed(
+            network,
+            resource,
+            link,
+            "alias",
+            owner_alias(network),
+            "none".into(),
+        );
+        self.step(
+            Some(network),
+            Action::SetAlias {
+                link: link.to_string(),
+                alias: owner_alias(network),
+            },
+        );
+    }
+
     fn fail(&mut self, network: &str, message: String) {
         self.plan.failures.push(Failure {
             network: network.to_string(),
@@ -456,21 +476,7 @@ impl Planner<'_> {
                     return;
                 }
                 None if is_interrupted_create(net, &link) => {
-                    self.changed(
-                        name,
-                        Resource::Bridge,
-                        &net.bridge,
-                        "alias",
-                        owner_alias(name),
-                        "none".into(),
-                    );
-                    self.step(
-                        Some(name),
-                        Action::SetAlias {
-                            link: net.bridge.clone(),
-                            alias: owner_alias(name),
-                        },
-                    );
+                    self.adopt(name, Resource::Bridge, &net.bridge);
                     Some(link)
                 }
                 None => {
@@ -601,21 +607,7 @@ impl Planner<'_> {
             Some(link) => {
                 if link_owner(&link).is_none() {
                     // Created by a pass killed before it set the alias.
-                    self.changed(
-                        name,
-                        Resource::Vxlan,
-                        device,
-                        "alias",
-                        owner_alias(name),
-                        "none".into(),
-                    );
-                    self.step(
-                        Some(name),
-                        Action::SetAlias {
-                            link: device.into(),
-                            alias: owner_alias(name),
-                        },
-                    );
+                    self.adopt(name, Resource::Vxlan, device);
                 }
                 let kind = link.kind.as_deref().unwrap_or("device");
                 let fits = match (kind, link.vxlan) {
