@@ -35,9 +35,10 @@ pub fn dhcp_lease(vm: &Netns, ifname: &str, request: Option<&str>) -> Option<Dhc
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
         .expect("chmod udhcpc script");
     let script = script.to_str().expect("UTF-8 temp path");
-    // -f foreground, -q quit once bound, -n fail when no lease; 5 tries of 1s.
+    // -f foreground, -q quit once bound, -n fail when no lease; 10 tries of
+    // 1s: a loaded machine (parallel tests) can leave the first ones unanswered.
     let mut args = vec![
-        "udhcpc", "-f", "-q", "-n", "-t", "5", "-T", "1", "-i", ifname, "-s", script,
+        "udhcpc", "-f", "-q", "-n", "-t", "10", "-T", "1", "-i", ifname, "-s", script,
     ];
     if let Some(ip) = request {
         args.extend(["-r", ip]);
