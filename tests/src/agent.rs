@@ -9,6 +9,7 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use crate::cmd::{run, Background, CmdOutput};
+use crate::link::attach_to_bridge;
 use crate::netns::Netns;
 
 /// The `kvmnet-agent` binary under test: `$KVMNET_AGENT_BIN`, else the one
@@ -88,6 +89,28 @@ impl AgentEnv {
 
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
+    }
+
+    /// The pid of `network`'s dnsmasq, from the pid file the agent keeps.
+    #[track_caller]
+    pub fn dnsmasq_pid(&self, network: &str) -> i32 {
+        let path = self.run_dir().join(format!("dnsmasq/{network}.pid"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// A guest: a new namespace plugged into `bridge` by a veth (`eth0`
+    /// inside), with `mac` when given.
+    pub fn guest(&self, bridge: &str, mac: Option<&str>) -> Netns {
+        let vm = Netns::new("vm");
+        attach_to_bridge(self.host(), bridge, &vm, "eth0");
+        if let Some(mac) = mac {
+            vm.ip_ok(&["link", "set", "eth0", "address", mac]);
+        }
+        vm
     }
 
     pub fn run_dir(&self) -> PathBuf {

@@ -35,6 +35,13 @@ impl CmdOutput {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
 
+    /// Stdout as JSON (`--output json`); panics with the whole output when
+    /// it is not.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| panic!("not JSON ({e}): {self}"))
+    }
+
     /// Panics with the full output unless the command exited 0.
     #[track_caller]
     pub fn assert_success(&self) -> &Self {

@@ -182,7 +182,7 @@ fn bridged_network_puts_guests_on_the_lan_and_keeps_the_host_there() {
 
     let again = t.env.run(&["--once", "--output", "json"]);
     again.assert_success();
-    let report: serde_json::Value = serde_json::from_str(&again.stdout()).unwrap();
+    let report = again.json();
     assert_eq!(report["writes"], 0, "in sync: no write\n{again}");
     t.env.run(&["--check"]).assert_code(0);
     let show = t.env.run(&["show", "lan"]);

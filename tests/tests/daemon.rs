@@ -109,7 +109,7 @@ fn daemon_converges_repairs_follows_files_and_leaves_networks_up() {
     );
     let again = env.run(&["--once", "--output", "json"]);
     again.assert_success();
-    let report: serde_json::Value = serde_json::from_str(&again.stdout()).unwrap();
+    let report = again.json();
     assert_eq!(report["writes"], 0, "{again}");
 }
 

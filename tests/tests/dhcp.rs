@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use kvmnet_e2e::{
-    attach_to_bridge, dhcp_lease, resolve, wait_for_value, AgentEnv, CmdOutput, Netns, Signal,
-};
+use kvmnet_e2e::{dhcp_lease, resolve, wait_for_value, AgentEnv, CmdOutput, Netns, Signal};
 
 /// Three networks, one per mode that routes differently. STP off: a new
 /// port forwards at once, so the first DHCP request is not lost.
@@ -36,37 +34,13 @@ dhcp.ranges = [{ start = "192.168.62.100", end = "192.168.62.150" }]
 
 const STATIC_MAC: &str = "52:54:00:00:60:10";
 
-fn json(out: &CmdOutput) -> serde_json::Value {
-    serde_json::from_str(&out.stdout()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-/// A guest on `bridge`, with `mac` when given.
-fn guest(env: &AgentEnv, bridge: &str, mac: Option<&str>) -> Netns {
-    let vm = Netns::new("vm");
-    attach_to_bridge(env.host(), bridge, &vm, "eth0");
-    if let Some(mac) = mac {
-        vm.ip_ok(&["link", "set", "eth0", "address", mac]);
-    }
-    vm
-}
-
-/// The pid of `network`'s dnsmasq, from the pid file the agent keeps.
-fn dnsmasq_pid(env: &AgentEnv, network: &str) -> i32 {
-    let path = env.run_dir().join(format!("dnsmasq/{network}.pid"));
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Whether `pid` runs (a zombie, not yet reaped by init, does not).
 fn running(pid: i32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }
 
 fn writes(out: &CmdOutput) -> u64 {
-    json(out)["writes"].as_u64().unwrap()
+    out.json()["writes"].as_u64().unwrap()
 }
 
 #[test]
@@ -76,13 +50,13 @@ fn guests_get_static_and_dynamic_leases_routes_per_mode_and_names() {
     env.run(&["--once"]).assert_success();
     env.run(&["--check"]).assert_code(0);
 
-    let fixed = guest(&env, "kvd-nat", Some(STATIC_MAC));
+    let fixed = env.guest("kvd-nat", Some(STATIC_MAC));
     let lease = dhcp_lease(&fixed, "eth0", None).expect("static guest gets a lease");
     assert_eq!(lease.ip, "192.168.60.10");
     assert_eq!(lease.router.as_deref(), Some("192.168.60.1"));
     assert_eq!(lease.dns.as_deref(), Some("192.168.60.1"));
 
-    let dynamic = guest(&env, "kvd-nat", Some("52:54:00:00:60:99"));
+    let dynamic = env.guest("kvd-nat", Some("52:54:00:00:60:99"));
     let lease = dhcp_lease(&dynamic, "eth0", None).expect("dynamic guest gets a lease");
     let last: u8 = lease
         .ip
@@ -93,12 +67,12 @@ fn guests_get_static_and_dynamic_leases_routes_per_mode_and_names() {
     assert!((100..=150).contains(&last), "{lease:?} outside the range");
     assert_eq!(lease.router.as_deref(), Some("192.168.60.1"));
 
-    let routed = guest(&env, "kvd-route", None);
+    let routed = env.guest("kvd-route", None);
     let lease = dhcp_lease(&routed, "eth0", None).expect("routed guest gets a lease");
     assert!(lease.ip.starts_with("192.168.61.1"), "{lease:?}");
     assert_eq!(lease.router.as_deref(), Some("192.168.61.1"));
 
-    let isolated = guest(&env, "kvd-iso", None);
+    let isolated = env.guest("kvd-iso", None);
     let lease = dhcp_lease(&isolated, "eth0", None).expect("isolated guest gets a lease");
     assert!(lease.ip.starts_with("192.168.62.1"), "{lease:?}");
     assert_eq!(lease.router, None, "isolated: no default route offered");
@@ -129,7 +103,7 @@ fn guests_get_static_and_dynamic_leases_routes_per_mode_and_names() {
     assert!(row("192.168.60.10/24").contains(STATIC_MAC));
     assert!(row("192.168.60.10/24").trim_end().ends_with("yes"));
     assert!(row("52:54:00:00:60:99").trim_end().ends_with("no"));
-    let rows = json(&env.run(&["leases", "nat", "--output", "json"]));
+    let rows = env.run(&["leases", "nat", "--output", "json"]).json();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
     let fixed_row = rows.iter().find(|r| r["mac"] == STATIC_MAC).unwrap();
@@ -149,9 +123,9 @@ fn killed_dnsmasq_is_reported_restarted_and_the_guest_keeps_its_address() {
     let env = AgentEnv::new();
     env.write_config("nets.toml", NETWORKS);
     env.run(&["--once"]).assert_success();
-    let vm = guest(&env, "kvd-nat", Some("52:54:00:00:60:55"));
+    let vm = env.guest("kvd-nat", Some("52:54:00:00:60:55"));
     let first = dhcp_lease(&vm, "eth0", None).expect("lease");
-    let pid = dnsmasq_pid(&env, "nat");
+    let pid = env.dnsmasq_pid("nat");
     env.host().exec_ok("kill", &["-KILL", &pid.to_string()]);
 
     let check = env.run(&["--check"]);
@@ -171,7 +145,7 @@ fn killed_dnsmasq_is_reported_restarted_and_the_guest_keeps_its_address() {
         once.stdout().contains("done: start dnsmasq of nat"),
         "{once}"
     );
-    let restarted = dnsmasq_pid(&env, "nat");
+    let restarted = env.dnsmasq_pid("nat");
     assert_ne!(restarted, pid);
     let show = env.run(&["show", "nat"]);
     assert!(
@@ -190,13 +164,13 @@ fn hosts_change_reloads_range_change_restarts_and_a_second_pass_adopts() {
     let env = AgentEnv::new();
     env.write_config("nets.toml", NETWORKS);
     env.run(&["--once"]).assert_success();
-    let pid = dnsmasq_pid(&env, "nat");
+    let pid = env.dnsmasq_pid("nat");
 
     // Adoption: same process, nothing written.
     let again = env.run(&["--once", "--output", "json"]);
     again.assert_success();
     assert_eq!(writes(&again), 0, "{again}");
-    assert_eq!(dnsmasq_pid(&env, "nat"), pid);
+    assert_eq!(env.dnsmasq_pid("nat"), pid);
 
     // A new reservation: SIGHUP, same process, served at once.
     let moved = NETWORKS.replace("ip = \"192.168.60.10\"", "ip = \"192.168.60.20\"");
@@ -205,11 +179,11 @@ fn hosts_change_reloads_range_change_restarts_and_a_second_pass_adopts() {
     reload.assert_success();
     assert!(reload.stdout().contains("send SIGHUP"), "{reload}");
     assert_eq!(
-        dnsmasq_pid(&env, "nat"),
+        env.dnsmasq_pid("nat"),
         pid,
         "a hosts change must not restart"
     );
-    let vm = guest(&env, "kvd-nat", Some(STATIC_MAC));
+    let vm = env.guest("kvd-nat", Some(STATIC_MAC));
     assert_eq!(
         dhcp_lease(&vm, "eth0", None).expect("lease").ip,
         "192.168.60.20"
@@ -226,11 +200,11 @@ fn hosts_change_reloads_range_change_restarts_and_a_second_pass_adopts() {
         restart.stdout().contains("~ dnsmasq nat on kvd-nat config"),
         "{restart}"
     );
-    assert_ne!(dnsmasq_pid(&env, "nat"), pid, "a range change restarts");
+    assert_ne!(env.dnsmasq_pid("nat"), pid, "a range change restarts");
     env.run(&["--check"]).assert_code(0);
 
     // Removing the network stops its dnsmasq and removes its files.
-    let new_pid = dnsmasq_pid(&env, "nat");
+    let new_pid = env.dnsmasq_pid("nat");
     let without_nat = &NETWORKS[NETWORKS.find("[networks.routed]").unwrap()..];
     env.write_config("nets.toml", without_nat);
     let check = env.run(&["--check"]);
@@ -259,7 +233,7 @@ fn daemon_restarts_an_adopted_and_its_own_dnsmasq_when_killed_and_logs_its_lines
     let env = AgentEnv::new();
     env.write_config("nets.toml", NETWORKS);
     env.run(&["--once"]).assert_success();
-    let adopted = dnsmasq_pid(&env, "nat");
+    let adopted = env.dnsmasq_pid("nat");
     // A long interval: the restarts below must come from the exit watch.
     let daemon = env.spawn(&["--interval", "1h"]);
     let status = env.run_dir().join("status.json");

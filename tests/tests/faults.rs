@@ -291,7 +291,7 @@ fn a_second_converging_agent_is_refused_and_read_only_commands_work_beside_it() 
 
     let third = env.run(&["--once", "--output", "json"]);
     third.assert_success();
-    let report: serde_json::Value = serde_json::from_str(&third.stdout()).unwrap();
+    let report = third.json();
     assert_eq!(report["writes"], 0, "{third}");
     assert_converged(&env, 2, "after the agents");
 }
@@ -363,7 +363,7 @@ fn a_garbled_ports_file_is_reported_in_every_report_and_left_for_repair() {
     ] {
         let out = env.run(args);
         out.assert_success();
-        let report: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+        let report = out.json();
         let warnings = report["warnings"].to_string();
         assert!(
             warnings.contains("cannot read the guest port memory")
@@ -413,7 +413,7 @@ fn a_garbled_lan_record_is_reported_and_fails_the_take_over_it_would_guide() {
     std::fs::write(&record, "{\"uplink\": \"eno1\", \"addre").unwrap();
     let once = env.run(&["--once", "--output", "json"]);
     once.assert_success();
-    let report: serde_json::Value = serde_json::from_str(&once.stdout()).unwrap();
+    let report = once.json();
     assert!(
         report["warnings"]
             .to_string()
@@ -430,7 +430,7 @@ fn a_garbled_lan_record_is_reported_and_fails_the_take_over_it_would_guide() {
     host.ip_ok(&["link", "del", "br0"]);
     let once = env.run(&["--once", "--output", "json"]);
     once.assert_code(1);
-    let report: serde_json::Value = serde_json::from_str(&once.stdout()).unwrap();
+    let report = once.json();
     assert!(
         report["warnings"]
             .to_string()

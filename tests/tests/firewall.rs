@@ -258,7 +258,7 @@ fn rules_changed_by_hand_are_reported_and_repaired_without_a_write_when_in_sync(
         assert!(check.stdout().contains(expected), "{fault}: {check}");
         lab.env.run(&["--once"]).assert_success();
         let again = lab.env.run(&["--once", "--output", "json"]);
-        let report: serde_json::Value = serde_json::from_str(&again.stdout()).unwrap();
+        let report = again.json();
         assert_eq!(report["writes"], 0, "{again}");
     }
 }
@@ -271,7 +271,7 @@ fn foreign_tables_are_left_alone_and_a_drop_policy_is_a_warning() {
     let before = foreign();
     let check = lab.env.run(&["--check", "--output", "json"]);
     check.assert_code(0);
-    let report: serde_json::Value = serde_json::from_str(&check.stdout()).unwrap();
+    let report = check.json();
     let warning = report["warnings"][0].as_str().unwrap_or_default();
     assert!(
         warning.contains("ip filter FORWARD")
@@ -339,7 +339,7 @@ fn a_rule_the_agent_cannot_read_is_drift_in_its_chain_and_repaired() {
     let listing = lab.nft("list table inet kvmnet").assert_success().stdout();
     assert!(!listing.contains("meta day"), "{listing}");
     let again = lab.env.run(&["--once", "--output", "json"]);
-    let report: serde_json::Value = serde_json::from_str(&again.stdout()).unwrap();
+    let report = again.json();
     assert_eq!(report["writes"], 0, "{again}");
 }
 

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use kvmnet_e2e::{
-    attach_to_bridge, dhcp_lease, wait_for, wait_for_value, AgentEnv, CmdOutput, Netns,
-};
+use kvmnet_e2e::{dhcp_lease, wait_for, wait_for_value, AgentEnv, Netns};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -24,24 +22,6 @@ dhcp.hosts = [{hosts}]
 "#,
         range.0, range.1
     )
-}
-
-fn json(out: &CmdOutput) -> serde_json::Value {
-    serde_json::from_str(&out.stdout()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-fn guest(env: &AgentEnv, bridge: &str, mac: &str) -> Netns {
-    let vm = Netns::new("vm");
-    attach_to_bridge(env.host(), bridge, &vm, "eth0");
-    vm.ip_ok(&["link", "set", "eth0", "address", mac]);
-    vm
-}
-
-fn dnsmasq_pid(env: &AgentEnv) -> String {
-    std::fs::read_to_string(env.run_dir().join("dnsmasq/pool.pid"))
-        .expect("pid file")
-        .trim()
-        .to_string()
 }
 
 fn lease_file(env: &AgentEnv) -> String {
@@ -73,15 +53,15 @@ fn a_lease_whose_mac_is_reserved_elsewhere_is_released_in_place() {
     );
     env.run(&["--once"]).assert_success();
 
-    let moved = guest(&env, bridge, "52:54:00:00:70:01");
-    let other = guest(&env, bridge, "52:54:00:00:70:02");
+    let moved = env.guest(bridge, Some("52:54:00:00:70:01"));
+    let other = env.guest(bridge, Some("52:54:00:00:70:02"));
     let old = dhcp_lease(&moved, "eth0", None)
         .expect("a dynamic lease")
         .ip;
     let kept = dhcp_lease(&other, "eth0", None)
         .expect("a dynamic lease")
         .ip;
-    let pid = dnsmasq_pid(&env);
+    let pid = env.dnsmasq_pid("pool");
 
     // The operator reserves the first guest's MAC to another address.
     env.write_config(
@@ -90,7 +70,7 @@ fn a_lease_whose_mac_is_reserved_elsewhere_is_released_in_place() {
     );
     let check = env.run(&["--check", "--output", "json"]);
     check.assert_code(2);
-    let drift = lease_drift(&json(&check));
+    let drift = lease_drift(&check.json());
     assert_eq!(drift.len(), 1, "{check}");
     assert_eq!(drift[0]["object"], "52:54:00:00:70:01");
     assert_eq!(drift[0]["wanted"], "192.168.70.10");
@@ -103,7 +83,7 @@ fn a_lease_whose_mac_is_reserved_elsewhere_is_released_in_place() {
             .contains("release the lease of 52:54:00:00:70:01 on"),
         "{once}"
     );
-    assert_eq!(dnsmasq_pid(&env), pid, "a release, not a restart");
+    assert_eq!(env.dnsmasq_pid("pool"), pid, "a release, not a restart");
     wait_for("the stale lease gone from the lease file", WAIT, || {
         !lease_file(&env).contains(&format!(" {old} "))
     });
@@ -129,7 +109,7 @@ fn a_lease_outside_a_shrunk_range_is_released_and_renewed_inside_it() {
         &network(bridge, ("192.168.70.100", "192.168.70.150"), ""),
     );
     env.run(&["--once"]).assert_success();
-    let vm = guest(&env, bridge, "52:54:00:00:70:11");
+    let vm = env.guest(bridge, Some("52:54:00:00:70:11"));
     let old = dhcp_lease(&vm, "eth0", None).expect("a dynamic lease").ip;
 
     env.write_config(
@@ -138,7 +118,7 @@ fn a_lease_outside_a_shrunk_range_is_released_and_renewed_inside_it() {
     );
     let check = env.run(&["--check", "--output", "json"]);
     check.assert_code(2);
-    let drift = lease_drift(&json(&check));
+    let drift = lease_drift(&check.json());
     assert_eq!(drift.len(), 1, "{check}");
     assert_eq!(drift[0]["found"], old.as_str());
     assert_eq!(drift[0]["wanted"], "an address in a DHCP range");
@@ -166,7 +146,7 @@ fn release_stale_false_reports_without_releasing() {
     };
     env.write_config("pool.toml", &config(""));
     env.run(&["--once"]).assert_success();
-    let vm = guest(&env, bridge, "52:54:00:00:70:21");
+    let vm = env.guest(bridge, Some("52:54:00:00:70:21"));
     let old = dhcp_lease(&vm, "eth0", None).expect("a dynamic lease").ip;
     env.write_config(
         "pool.toml",
@@ -197,13 +177,13 @@ fn pool_metrics_count_the_leases_of_three_guests() {
         "52:54:00:00:70:33",
     ]
     .iter()
-    .map(|mac| guest(&env, bridge, mac))
+    .map(|mac| env.guest(bridge, Some(mac)))
     .collect();
     for vm in &guests {
         dhcp_lease(vm, "eth0", None).expect("a lease");
     }
 
-    let report = json(&env.run(&["--check", "--output", "json"]));
+    let report = env.run(&["--check", "--output", "json"]).json();
     let dhcp = &report["networks"][0]["dhcp"];
     assert_eq!(dhcp["leases"], 3, "{report}");
     assert_eq!(dhcp["pool_size"], 51);
@@ -247,7 +227,7 @@ fn leases_lists_reservations_no_guest_has_taken() {
     );
     env.run(&["--once"]).assert_success();
     let out = env.run(&["leases", "--output", "json"]);
-    let rows = json(&out);
+    let rows = out.json();
     let row = &rows[0];
     assert_eq!(row["ip"], "192.168.70.41/24", "{out}");
     assert_eq!(row["hostname"], "later");

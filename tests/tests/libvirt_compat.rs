@@ -11,37 +11,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use kvmnet_e2e::{
-    attach_to_bridge, dhcp_lease, resolve, veth, wait_for, wait_for_value, AgentEnv, Background,
-    Netns,
+    dhcp_lease, resolve, veth, wait_for, wait_for_value, AgentEnv, Background, Netns,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A guest on `bridge`, with `mac` when given.
-fn guest(env: &AgentEnv, bridge: &str, mac: Option<&str>) -> Netns {
-    let vm = Netns::new("vm");
-    attach_to_bridge(env.host(), bridge, &vm, "eth0");
-    if let Some(mac) = mac {
-        vm.ip_ok(&["link", "set", "eth0", "address", mac]);
-    }
-    vm
-}
-
 /// A guest with the address DHCP gave it configured, ready to ask DNS.
 fn guest_with_lease(env: &AgentEnv, bridge: &str, mac: Option<&str>, prefix: u8) -> Netns {
-    let vm = guest(env, bridge, mac);
+    let vm = env.guest(bridge, mac);
     let lease = dhcp_lease(&vm, "eth0", None).expect("guest gets a lease");
     vm.add_addr("eth0", &format!("{}/{prefix}", lease.ip));
     vm
-}
-
-fn dnsmasq_pid(env: &AgentEnv, network: &str) -> i32 {
-    let path = env.run_dir().join(format!("dnsmasq/{network}.pid"));
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// The dnsmasq log of `network` once dnsmasq has read its hosts file.
@@ -74,7 +54,7 @@ fn a_new_static_host_is_a_sighup_of_the_same_dnsmasq_and_served_at_once() {
     let env = AgentEnv::new();
     env.write_config("hup.toml", STATIC_HOSTS);
     env.run(&["--once"]).assert_success();
-    let pid = dnsmasq_pid(&env, "hup");
+    let pid = env.dnsmasq_pid("hup");
     let more = STATIC_HOSTS.replace(
         "name = \"first\" }]",
         "name = \"first\" }, { mac = \"52:54:00:00:70:11\", ip = \"192.168.170.11\", name = \"second\" }]",
@@ -87,8 +67,8 @@ fn a_new_static_host_is_a_sighup_of_the_same_dnsmasq_and_served_at_once() {
         !reload.stdout().contains("~ dnsmasq hup on kvl-hup config"),
         "no restart: {reload}"
     );
-    assert_eq!(dnsmasq_pid(&env, "hup"), pid, "a new host must not restart");
-    let vm = guest(&env, "kvl-hup", Some("52:54:00:00:70:11"));
+    assert_eq!(env.dnsmasq_pid("hup"), pid, "a new host must not restart");
+    let vm = env.guest("kvl-hup", Some("52:54:00:00:70:11"));
     let lease = dhcp_lease(&vm, "eth0", None).expect("new static guest gets a lease");
     assert_eq!(lease.ip, "192.168.170.11");
     env.run(&["--check"]).assert_code(0);
@@ -148,7 +128,7 @@ address = "fd00:171::1/64"
 "#,
     );
     env.run(&["--once"]).assert_success();
-    let vm = guest(&env, "kvl-slaac", Some("52:54:00:00:71:10"));
+    let vm = env.guest("kvl-slaac", Some("52:54:00:00:71:10"));
     // EUI-64 of the MAC, in the advertised prefix.
     wait_for(
         "a SLAAC address past duplicate address detection",
@@ -261,11 +241,11 @@ dhcp.hosts = [{{ mac = "52:54:00:00:73:10", ip = "192.168.173.10", name = "short
     );
     env.run(&["--once"]).assert_success();
 
-    let dynamic = guest(&env, "kvl-pxe", None);
+    let dynamic = env.guest("kvl-pxe", None);
     let offer = dhcp_lease(&dynamic, "eth0", None).expect("lease");
     assert_eq!(offer.boot_file.as_deref(), Some("pxelinux.0"), "{offer:?}");
     assert_eq!(offer.lease.as_deref(), Some("43200"), "{offer:?}");
-    let fixed = guest(&env, "kvl-pxe", Some("52:54:00:00:73:10"));
+    let fixed = env.guest("kvl-pxe", Some("52:54:00:00:73:10"));
     let offer = dhcp_lease(&fixed, "eth0", None).expect("static lease");
     assert_eq!(offer.ip, "192.168.173.10");
     assert_eq!(

@@ -31,12 +31,8 @@ fn examples_env() -> AgentEnv {
     env
 }
 
-fn json(out: &CmdOutput) -> serde_json::Value {
-    serde_json::from_str(&out.stdout()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
 fn writes(out: &CmdOutput) -> u64 {
-    json(out)["writes"].as_u64().unwrap()
+    out.json()["writes"].as_u64().unwrap()
 }
 
 #[test]
@@ -134,7 +130,7 @@ fn check_reports_every_drift_item_as_json() {
     env.host().sh_ok("ip link del virbr-iso && ip link set virbr-nat mtu 1400 && sysctl -qw net.ipv4.ip_forward=0");
     let check = env.run(&["--check", "--output", "json"]);
     check.assert_code(2);
-    let report = json(&check);
+    let report = check.json();
     assert_eq!(report["result"], "drift");
     let networks = report["networks"].as_array().unwrap();
     let state = |name: &str| networks.iter().find(|n| n["name"] == name).unwrap()["state"].clone();
