@@ -462,15 +462,10 @@ fn group_alive(pgid: i32) -> bool {
         return false;
     };
     entries.flatten().any(|entry| {
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // After the command's closing parenthesis: state, ppid, pgrp.
-        let mut fields = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace();
-        let state = fields.next();
-        let group = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
-        group == Some(pgid) && state.is_some_and(|s| s != "Z" && s != "X")
+        std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| ProcStat::parse(&stat))
+            .is_some_and(|s| s.group == pgid && s.state != 'Z' && s.state != 'X')
     })
 }
 
@@ -548,7 +543,8 @@ fn scan_processes(run_dir: &Path) -> BTreeMap<String, Vec<i32>> {
         if let Some(network) = network_of_cmdline(&cmdline, run_dir) {
             let parent = std::fs::read_to_string(entry.path().join("stat"))
                 .ok()
-                .and_then(|stat| parent_of_stat(&stat));
+                .and_then(|stat| ProcStat::parse(&stat))
+                .map(|stat| stat.parent);
             found.entry(network).or_default().push((pid, parent));
         }
     }
@@ -566,11 +562,29 @@ fn scan_processes(run_dir: &Path) -> BTreeMap<String, Vec<i32>> {
         .collect()
 }
 
-/// The parent pid in `/proc/<pid>/stat`: the second field after the
-/// command name, which is in parentheses and may itself hold spaces and ")".
-fn parent_of_stat(stat: &str) -> Option<i32> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
+/// What kvmnet reads of `/proc/<pid>/stat`.
+#[derive(Debug, PartialEq, Eq)]
+struct ProcStat {
+    state: char,
+    parent: i32,
+    group: i32,
+}
+
+impl ProcStat {
+    /// The fields after the command name, which is in parentheses and may
+    /// itself hold spaces and ")": state, parent pid, process group.
+    fn parse(stat: &str) -> Option<ProcStat> {
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let parent = fields.next()?.parse().ok()?;
+        let group = fields.next()?.parse().ok()?;
+        Some(ProcStat {
+            state,
+            parent,
+            group,
+        })
+    }
 }
 
 /// The network of a dnsmasq command line (NUL-separated) that names a
@@ -682,8 +696,19 @@ mod tests {
 
     #[test]
     fn the_parent_pid_is_read_past_a_command_name_with_parentheses() {
-        assert_eq!(parent_of_stat("42 (dns) x) S 7 42 42 0"), Some(7));
-        assert_eq!(parent_of_stat("garbage"), None);
+        assert_eq!(
+            ProcStat::parse("42 (dns) x) S 7 42 42 0").map(|s| s.parent),
+            Some(7)
+        );
+        assert_eq!(
+            ProcStat::parse("42 (dns) S 7 40 40 0"),
+            Some(ProcStat {
+                state: 'S',
+                parent: 7,
+                group: 40
+            })
+        );
+        assert_eq!(ProcStat::parse("garbage"), None);
     }
 
     #[test]
